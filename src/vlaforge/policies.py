@@ -1,0 +1,21 @@
+"""Resolve a policy spec to a :class:`~vlaforge.policy.Policy`.
+
+``baseline:<name>`` names a policy that needs no training (``baseline:expert``, ``baseline:random``,
+``baseline:zero``); anything else is the URI of a trained policy bundle (local path or s3://).
+"""
+
+from __future__ import annotations
+
+from vlaforge.policy import Policy
+
+BASELINE_PREFIX = "baseline:"
+
+
+def load_policy(spec: str, **kwargs) -> Policy:
+    if spec.startswith(BASELINE_PREFIX):
+        from vlaforge.sim.baselines import make_baseline
+
+        return make_baseline(spec[len(BASELINE_PREFIX):], **kwargs)
+    from vlaforge.vla.bundle import load_bundle_policy
+
+    return load_bundle_policy(spec, **kwargs)
