@@ -17,6 +17,7 @@ from vlaforge.config import ConfigError
 
 COMMAND_MODULES = [
     "vlaforge.commands",
+    "vlaforge.serve.cli",
 ]
 
 

@@ -179,3 +179,9 @@ def upload_dir(local: str | Path, uri: str) -> None:
             src = os.path.join(root, name)
             rel = os.path.relpath(src, local).replace(os.sep, "/")
             upload_file(src, join(uri, *rel.split("/")))
+
+
+def copy_dir(src: str, dst: str) -> None:
+    """Copy the folder ``src`` to ``dst`` (either may be remote), each file atomically."""
+    with local_dir(src) as local:
+        upload_dir(local, dst)

@@ -52,7 +52,7 @@ class ShardWriter:
     def _open(self) -> None:
         self._name = f"{self.prefix}-{len(self.shards):06d}"
         self._path = os.path.join(self._tmpdir.name, self._name + ".tar")
-        self._writer = wds.TarWriter(self._path)
+        self._writer = wds.TarWriter(self._path, encoder=False)
         self._count = 0
 
     def _finish(self) -> None:
@@ -65,10 +65,14 @@ class ShardWriter:
         self._writer = None
 
     def write(self, sample: dict) -> None:
-        """``sample`` maps ``__key__`` and extensions (``json.gz``, ``jpg``...) to bytes/str."""
+        """``sample`` maps ``__key__`` and extensions (``json.gz``, ``jpg``...) to bytes (str is UTF-8 encoded).
+
+        Values are stored as given: no implicit encoding or compression by extension.
+        """
         if self._writer is None:
             self._open()
-        self._writer.write(sample)
+        self._writer.write({k: v.encode("utf-8") if isinstance(v, str) and k != "__key__" else v
+                            for k, v in sample.items()})
         self._count += 1
         if self._count >= self.samples_per_shard:
             self._finish()

@@ -1,0 +1,299 @@
+"""STEP: a near-optimal sequential test comparing two success rates (Snyder et al., RSS 2025).
+
+The test watches the running success counts ``x`` (policy 0) and ``y`` (policy 1) after ``t`` pairs
+of episodes and stops at the first pair where the state lies in the rejection region of a decision
+table. The table is synthesised for ``(n_max, alpha)`` by dynamic programming over the joint
+distribution of ``(x, y)`` under a grid of null hypotheses ``p0 = p1 = p`` plus one linear program per
+``t`` that spends a linearly growing risk budget on as many rejecting states as possible. The test is
+two-sided ("mirrored"): the region for "y ahead" (``p0 < p1``) and its swap (``p0 > p1``) each get
+half of ``alpha``. Synthesis takes seconds, so tables are cached per ``(n_max, alpha)`` as ``.npz``
+files under ``$VLAFORGE_CACHE`` (default ``~/.cache/vlaforge``) in ``step/``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import linprog
+from scipy.sparse import coo_matrix, vstack
+from tqdm import tqdm
+
+from vlaforge import storage
+
+log = logging.getLogger(__name__)
+
+P0_LESS = "p0 < p1"
+P0_GREATER = "p0 > p1"
+UNDECIDED = "fail to decide"
+
+N_CONTROL_POINTS = 129
+TABLE_VERSION = 1
+# A state whose probability under every control point is below this is unreachable: reject it for free.
+_NEGLIGIBLE = 1e-300
+# LP weights this close to 0 or 1 are rounded (HiGHS returns e.g. 0.9999999999).
+_ROUND = 1e-9
+
+
+def dead_time(n_max: int) -> int:
+    """No decision is taken before this many pairs (8 for ``n_max = 200``)."""
+    return max(4, int(math.floor(math.log2(n_max))) + 1)
+
+
+def risk_budget(t: int, n_max: int, alpha: float) -> float:
+    """Cumulative false-positive probability the test may have spent after ``t`` pairs."""
+    dead = dead_time(n_max)
+    if t < dead:
+        return 0.0
+    return alpha * (t - dead + 1) / (n_max + 1 - dead)
+
+
+def control_points(n_max: int, count: int = N_CONTROL_POINTS) -> np.ndarray:
+    """Null success rates from ``1/n_max`` to ``1 - 1/n_max``, neighbours equally far apart in KL divergence.
+
+    Equal spacing in ``arcsin(sqrt(p))`` (the Fisher-information metric of the Bernoulli family) gives
+    neighbouring points equal KL divergence to first order; the grid is symmetric about 1/2.
+    """
+    lo = math.asin(math.sqrt(1.0 / n_max))
+    theta = np.linspace(lo, math.pi / 2 - lo, count)
+    return np.sin(theta) ** 2
+
+
+@dataclass(frozen=True)
+class StepTable:
+    """The rejection region for "y ahead" (``p0 < p1``) after ``t`` pairs with ``x`` and ``y`` successes.
+
+    ``full[t, x]`` is the smallest ``y`` rejected with certainty (``t + 1`` when none); below it, the
+    sorted ``frac_keys`` (``(t * (n_max+1) + x) * (n_max+1) + y``) carry fractional rejection
+    probabilities ``frac_probs``; every other state continues. The region for "x ahead" is its swap.
+    """
+
+    n_max: int
+    alpha: float
+    full: np.ndarray
+    frac_keys: np.ndarray
+    frac_probs: np.ndarray
+
+    def reject_probability(self, t, x, y) -> np.ndarray:
+        """Probability of rejecting towards ``p0 < p1`` in state ``(t, x, y)`` (arrays broadcast)."""
+        t, x, y = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64) for v in (t, x, y)))
+        prob = (y >= self.full[t, x]).astype(float)
+        side = self.n_max + 1
+        keys = (t * side + x) * side + y
+        pos = np.searchsorted(self.frac_keys, keys)
+        pos = np.minimum(pos, max(len(self.frac_keys) - 1, 0))
+        if len(self.frac_keys):
+            hit = self.frac_keys[pos] == keys
+            prob = np.where(hit, self.frac_probs[pos], prob)
+        return prob
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, version=TABLE_VERSION, n_max=self.n_max, alpha=self.alpha, full=self.full,
+                            frac_keys=self.frac_keys, frac_probs=self.frac_probs)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str) -> StepTable:
+        try:
+            with np.load(io.BytesIO(data)) as z:
+                if int(z["version"]) != TABLE_VERSION:
+                    raise ValueError(f"table version {int(z['version'])}, expected {TABLE_VERSION}")
+                return cls(int(z["n_max"]), float(z["alpha"]), z["full"], z["frac_keys"], z["frac_probs"])
+        except (ValueError, KeyError, OSError) as err:
+            raise ValueError(f"{source}: unreadable STEP table: {err}") from err
+
+
+def _propagate(mass: np.ndarray, p: np.ndarray, t: int) -> None:
+    """Advance the (control point, x, y) mass from ``t - 1`` to ``t`` pairs in place."""
+    q = 1.0 - p
+    old = mass[:, :t, :t].copy()
+    pq, pp, qq = (p * q)[:, None, None], (p * p)[:, None, None], (q * q)[:, None, None]
+    mass[:, :t + 1, :t + 1] = 0.0
+    mass[:, :t, :t] += qq * old
+    mass[:, 1:t + 1, :t] += pq * old
+    mass[:, :t, 1:t + 1] += pq * old
+    mass[:, 1:t + 1, 1:t + 1] += pp * old
+
+
+def _solve_step(mass: np.ndarray, remaining: np.ndarray, t: int) -> np.ndarray:
+    """Rejection weights ``w[x, y]`` for "y ahead" after ``t`` pairs, spending at most ``remaining`` per point.
+
+    States are taken diagonal by diagonal in decreasing ``y - x`` until every control point could no
+    longer afford all of them (plus two diagonals of slack); the LP maximises the number of rejected
+    states subject to the risk budget, equal weights for mirror images and a region that is monotone
+    (more successes for policy 1 or fewer for policy 0 never turn a rejection into a continuation).
+    """
+    weights = np.zeros((t + 1, t + 1))
+    states: list[tuple[int, int]] = []
+    taken = np.zeros(mass.shape[0])
+    extra = None
+    for diff in range(t, 0, -1):
+        xs = np.arange(0, t - diff + 1)
+        ys = xs + diff
+        peak = mass[:, xs, ys].max(axis=0)
+        free = peak <= _NEGLIGIBLE
+        weights[xs[free], ys[free]] = 1.0
+        states += [(int(a), int(b)) for a, b in zip(xs[~free], ys[~free])]
+        taken += mass[:, xs[~free], ys[~free]].sum(axis=1)
+        if extra is None and np.all(taken >= 2.0 * remaining):
+            extra = 2
+        elif extra is not None:
+            extra -= 1
+            if extra == 0:
+                break
+    if not states:
+        return weights
+    # One LP variable per mirror orbit.
+    index: dict[tuple[int, int], int] = {}
+    orbits: list[list[tuple[int, int]]] = []
+    for s in states:
+        if s in index:
+            continue
+        m = (t - s[1], t - s[0])
+        members = [s] if m == s else [s, m]
+        for member in members:
+            index[member] = len(orbits)
+        orbits.append(members)
+    n_var = len(orbits)
+    cost = np.zeros((mass.shape[0], n_var))
+    size = np.zeros(n_var)
+    for j, members in enumerate(orbits):
+        for (a, b) in members:
+            cost[:, j] += mass[:, a, b]
+        size[j] = len(members)
+    # Monotone region: w(x, y) <= w(x, y + 1) and w(x, y) <= w(x - 1, y) where both are LP variables.
+    rows, cols, vals = [], [], []
+    n_rows = 0
+    for (a, b), j in index.items():
+        for nb in ((a, b + 1), (a - 1, b)):
+            k = index.get(nb)
+            if k is not None and k != j:
+                rows += [n_rows, n_rows]
+                cols += [j, k]
+                vals += [1.0, -1.0]
+                n_rows += 1
+    a_ub = coo_matrix(cost)
+    b_ub = np.maximum(remaining, 0.0)
+    if n_rows:
+        a_ub = vstack([a_ub, coo_matrix((vals, (rows, cols)), shape=(n_rows, n_var))])
+        b_ub = np.concatenate([b_ub, np.zeros(n_rows)])
+    # Scale each risk row so that HiGHS's tolerances are relative to the budget, not absolute.
+    scale = np.ones(len(b_ub))
+    scale[:mass.shape[0]] = 1.0 / np.maximum(np.maximum(b_ub[:mass.shape[0]], cost.max(axis=1)), 1e-300)
+    a_ub = coo_matrix(a_ub).tocsr().multiply(scale[:, None]).tocsr()
+    res = linprog(-size, A_ub=a_ub, b_ub=b_ub * scale, bounds=(0.0, 1.0), method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"STEP table synthesis: LP at t={t} failed: {res.message}")
+    w = np.clip(res.x, 0.0, 1.0)
+    w[w < _ROUND] = 0.0
+    w[w > 1.0 - _ROUND] = 1.0
+    for j, members in enumerate(orbits):
+        for (a, b) in members:
+            weights[a, b] = w[j]
+    return weights
+
+
+def synthesize(n_max: int, alpha: float, progress: bool = True) -> StepTable:
+    """Build the two-sided STEP decision table for ``n_max`` pairs at overall level ``alpha``."""
+    if n_max < 1:
+        raise ValueError(f"STEP: n_max must be >= 1, got {n_max}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"STEP: alpha must lie in (0, 1), got {alpha}")
+    start = time.perf_counter()
+    side_alpha = alpha / 2.0
+    p = control_points(n_max)
+    mass = np.zeros((len(p), n_max + 1, n_max + 1))
+    mass[:, 0, 0] = 1.0
+    spent = np.zeros(len(p))
+    full = np.zeros((n_max + 1, n_max + 1), dtype=np.int16)
+    for t in range(n_max + 1):
+        full[t, :] = t + 1
+    frac_keys: list[int] = []
+    frac_probs: list[float] = []
+    dead = dead_time(n_max)
+    side = n_max + 1
+    for t in tqdm(range(1, n_max + 1), desc=f"STEP table n_max={n_max}", disable=not progress, leave=False):
+        _propagate(mass, p, t)
+        if t < dead:
+            continue
+        remaining = risk_budget(t, n_max, side_alpha) - spent
+        w = _solve_step(mass[:, :t + 1, :t + 1], remaining, t)
+        spent += np.einsum("kxy,xy->k", mass[:, :t + 1, :t + 1], w)
+        # Remove the stopped mass of both sides: "y ahead" with weights w, "x ahead" with its swap.
+        mass[:, :t + 1, :t + 1] *= (1.0 - w)[None] * (1.0 - w.T)[None]
+        for x in range(t + 1):
+            row = w[x]
+            ones = np.nonzero(row >= 1.0)[0]
+            if len(ones):
+                full[t, x] = ones[0]
+                if not np.all(row[ones[0]:] >= 1.0):
+                    raise RuntimeError(f"STEP table synthesis: non-monotone region at t={t}, x={x}")
+            for y in np.nonzero((row > 0.0) & (row < 1.0))[0]:
+                frac_keys.append((t * side + x) * side + int(y))
+                frac_probs.append(float(row[y]))
+    order = np.argsort(frac_keys)
+    table = StepTable(n_max, alpha, full, np.asarray(frac_keys, dtype=np.int64)[order],
+                      np.asarray(frac_probs, dtype=float)[order])
+    log.info("STEP table n_max=%d alpha=%.3g synthesised in %.1f s (worst-case one-sided risk %.3g of %.3g)",
+             n_max, alpha, time.perf_counter() - start, spent.max(), side_alpha)
+    return table
+
+
+def cache_dir() -> str:
+    root = os.environ.get("VLAFORGE_CACHE") or str(Path.home() / ".cache" / "vlaforge")
+    return storage.join(root, "step")
+
+
+def table_uri(n_max: int, alpha: float) -> str:
+    return storage.join(cache_dir(), f"step_nmax{n_max}_alpha{alpha:.10g}_v{TABLE_VERSION}.npz")
+
+
+_MEMORY: dict[tuple[int, float], StepTable] = {}
+
+
+def get_table(n_max: int, alpha: float) -> StepTable:
+    """The table for ``(n_max, alpha)``: from memory, else the cache file, else synthesised and cached."""
+    key = (int(n_max), float(alpha))
+    if key in _MEMORY:
+        return _MEMORY[key]
+    uri = table_uri(*key)
+    if storage.exists(uri):
+        table = StepTable.from_bytes(storage.read_bytes(uri), uri)
+    else:
+        table = synthesize(*key)
+        storage.write_bytes(uri, table.to_bytes())
+    _MEMORY[key] = table
+    return table
+
+
+def step_test(outcomes0, outcomes1, n_max: int, alpha: float, seed: int = 0) -> tuple[str, int]:
+    """Run STEP on two paired outcome sequences; returns (decision, number of pairs used).
+
+    The sequences are cut to the shorter length and to ``n_max``. A fractional rejection draws from a
+    generator seeded with ``seed``, so a run is reproducible.
+    """
+    a = np.asarray(outcomes0, dtype=bool)
+    b = np.asarray(outcomes1, dtype=bool)
+    n = min(len(a), len(b), n_max)
+    if n == 0:
+        return UNDECIDED, 0
+    table = get_table(n_max, alpha)
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, n + 1)
+    x = np.cumsum(a[:n])
+    y = np.cumsum(b[:n])
+    lead_y = table.reject_probability(t, np.minimum(x, y), np.maximum(x, y))
+    for i in range(n):
+        if x[i] == y[i]:
+            continue
+        prob = lead_y[i]
+        if prob >= 1.0 or (prob > 0.0 and rng.random() < prob):
+            return (P0_LESS if y[i] > x[i] else P0_GREATER), int(t[i])
+    return UNDECIDED, n

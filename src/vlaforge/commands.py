@@ -1,0 +1,63 @@
+"""CLI subcommands of the text and training stages and the embedded pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="tiny", help="preset name or YAML file (default: tiny)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config entry of this stage, e.g. --set model.n_layers=4 (repeatable)")
+
+
+def _tokenize(args) -> int:
+    from vlaforge.config import load
+    from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
+
+    print(json.dumps(tokenize_corpus(load(TokenizeConfig, args.preset, args.overrides, "tokenize"), args.out), indent=2))
+    return 0
+
+
+def _llm(args) -> int:
+    from vlaforge.config import load
+    from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
+    from vlaforge.train.loop import Preempted
+
+    cfg = load(LLMStageConfig, args.preset, args.overrides, "llm")
+    try:
+        summary = llm_pretrain(cfg, args.data, args.out)
+    except Preempted as err:
+        print(err)
+        return 143
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _run(args) -> int:
+    from vlaforge.run import run_embedded
+
+    run_embedded(args.preset, args.overrides, args.root, fresh=args.no_cache)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("tokenize", help="train a BPE tokenizer and write tokenized shards")
+    _config_args(p)
+    p.add_argument("--out", required=True, help="output folder or s3:// URI")
+    p.set_defaults(func=_tokenize)
+
+    p = sub.add_parser("llm-pretrain", help="pretrain the from-scratch LLM on tokenized shards")
+    _config_args(p)
+    p.add_argument("--data", required=True, help="the tokenize stage's output folder or URI")
+    p.add_argument("--out", required=True, help="model output folder or URI")
+    p.set_defaults(func=_llm)
+
+    p = sub.add_parser("run", help="run the end-to-end pipeline on this machine (kfp.local)")
+    p.add_argument("--preset", default="tiny", help="preset name or YAML file (default: tiny)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a stage's config entry, e.g. --set llm.model.n_layers=4 (repeatable)")
+    p.add_argument("--root", default="runs", help="local pipeline root for artifacts and the cache (default: runs)")
+    p.add_argument("--no-cache", action="store_true", help="run every stage again, ignoring cached results")
+    p.set_defaults(func=_run)

@@ -1,0 +1,213 @@
+"""Raw episodes -> robotics WebDataset shards, ``stats.json`` and ``preprocessing_config.yaml``.
+
+Output folder layout::
+
+    <out>/train/{shard-000000.tar, ..., manifest.jsonl}
+    <out>/val/{...}                  (only when some episodes are held out)
+    <out>/stats.json                 (train split only, see vlaforge.robotics.stats)
+    <out>/preprocessing_config.yaml  (see vlaforge.robotics.config)
+    <out>/splits.json                ({"train": [episode ids], "val": [...]})
+
+Episodes are split into train/val by episode (seeded). Worker processes encode groups of episodes
+into a local scratch file and return partial statistics, which are merged. Only when every episode
+has been read and checked are the samples written, in a seeded shuffle across episodes, so bad
+input fails before anything is written to ``<out>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+
+import numpy as np
+from tqdm import tqdm
+
+from vlaforge import storage
+from vlaforge.data.shards import ShardWriter
+from vlaforge.robotics.config import PreprocessConfig, load_config, write_preprocessing_config
+from vlaforge.robotics.episodes import EpisodeError, EpisodeMeta, load_episode, read_index
+from vlaforge.robotics.samples import decode_frame, episode_samples
+from vlaforge.robotics.stats import FieldStats, merge_all, write_stats
+
+log = logging.getLogger(__name__)
+SPLITS_FILE = "splits.json"
+FIELDS = ("proprio", "action")
+
+
+def _pack(sample: dict[str, str | bytes]) -> bytes:
+    """A sample as one scratch record: 4-byte header length, JSON header of member sizes, payloads."""
+    payloads = [v.encode("utf-8") if isinstance(v, str) else v for v in sample.values()]
+    header = json.dumps({name: len(p) for name, p in zip(sample, payloads)}).encode()
+    return len(header).to_bytes(4, "little") + header + b"".join(payloads)
+
+
+def _unpack(record: bytes) -> dict[str, bytes]:
+    size = int.from_bytes(record[:4], "little")
+    pos, sample = 4 + size, {}
+    for name, length in json.loads(record[4:4 + size]).items():
+        sample[name] = record[pos:pos + length]
+        pos += length
+    return sample
+
+
+def _new_stats(cfg: PreprocessConfig) -> dict[str, FieldStats]:
+    return {"proprio": FieldStats(cfg.proprio_dim, cfg.window), "action": FieldStats(cfg.action_dim, cfg.window)}
+
+
+def _encode_group(cfg: PreprocessConfig, group: list[tuple[int, EpisodeMeta, bool]], scratch: str):
+    """Encode episodes into ``scratch``; returns sample records (episode index, offset, size) and stats."""
+    stats = _new_stats(cfg)
+    records = []
+    with open(scratch, "wb") as f:
+        for index, meta, in_stats in group:
+            episode = load_episode(meta, cfg.cameras, cfg.proprio_dim, cfg.action_dim)
+            windows, valid = [], []
+            for sample, idx, ok in episode_samples(episode, cfg):
+                record = _pack(sample)
+                records.append((index, f.tell(), len(record)))
+                f.write(record)
+                windows.append(idx)
+                valid.append(ok)
+            if in_stats:
+                windows, valid = np.stack(windows), np.stack(valid)
+                for name in FIELDS:
+                    values = getattr(episode, name)
+                    stats[name].update_steps(values)
+                    stats[name].update_windows(values[windows], valid)
+    return records, stats
+
+
+def _resolve_cameras(cfg: PreprocessConfig, metas: list[EpisodeMeta]) -> list[str]:
+    cameras = list(cfg.cameras) or list(metas[0].cameras)
+    if not cameras:
+        raise EpisodeError(f"episode {metas[0].episode_id!r} ({metas[0].dataset_uri}) lists no cameras")
+    for meta in metas:
+        missing = [c for c in cameras if c not in meta.cameras]
+        if missing:
+            raise EpisodeError(f"episode {meta.episode_id!r} ({meta.dataset_uri}) has no camera "
+                               f"{', '.join(missing)}; it has {', '.join(meta.cameras) or 'none'}")
+    return cameras
+
+
+def _read_indexes(episodes_uris: list[str]) -> list[EpisodeMeta]:
+    if not episodes_uris:
+        raise ValueError("preprocess: no episode datasets given")
+    metas: list[EpisodeMeta] = []
+    seen: dict[str, str] = {}
+    for uri in episodes_uris:
+        for meta in read_index(uri):
+            if meta.episode_id in seen:
+                raise EpisodeError(f"episode_id {meta.episode_id!r} appears in both {seen[meta.episode_id]} "
+                                   f"and {uri}; episode ids must be unique across datasets")
+            seen[meta.episode_id] = uri
+            metas.append(meta)
+    return metas
+
+
+def split_episodes(n: int, val_fraction: float, seed: int) -> np.ndarray:
+    """Boolean (n,) marking validation episodes: a seeded choice of round(n * val_fraction), at least
+    one when ``val_fraction > 0``, never all of them."""
+    n_val = 0 if val_fraction == 0 or n < 2 else min(n - 1, max(1, round(n * val_fraction)))
+    is_val = np.zeros(n, bool)
+    is_val[np.random.default_rng(seed).permutation(n)[:n_val]] = True
+    return is_val
+
+
+def _encode_all(cfg, metas, is_val, scratch_dir):
+    groups_of = max(1, math.ceil(len(metas) / max(1, 4 * cfg.num_workers)))
+    jobs = [[(i, metas[i], not is_val[i]) for i in range(s, min(s + groups_of, len(metas)))]
+            for s in range(0, len(metas), groups_of)]
+    paths = [os.path.join(scratch_dir, f"group-{g:05d}.bin") for g in range(len(jobs))]
+    results = {}
+    bar = tqdm(total=len(metas), desc="encode episodes", unit="episode")
+    if cfg.num_workers == 0:
+        for g, job in enumerate(jobs):
+            results[g] = _encode_group(cfg, job, paths[g])
+            bar.update(len(job))
+    else:
+        with ProcessPoolExecutor(cfg.num_workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_encode_group, cfg, job, paths[g]): g for g, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                bar.update(len(jobs[futures[future]]))
+    bar.close()
+    records = [(paths[g], *rec) for g in range(len(jobs)) for rec in results[g][0]]
+    stats = merge_all([results[g][1] for g in range(len(jobs))])
+    return records, stats
+
+
+def _write_split(out_uri: str, records: list, cfg: PreprocessConfig, rng: np.random.Generator) -> tuple[int, int]:
+    order = rng.permutation(len(records))
+    handles: dict[str, object] = {}
+    try:
+        with ShardWriter(out_uri, "shard", cfg.samples_per_shard) as writer:
+            for n, i in enumerate(tqdm(order, desc=f"write {os.path.basename(out_uri)}", unit="sample")):
+                path, _, offset, size = records[i]
+                f = handles.get(path) or handles.setdefault(path, open(path, "rb"))
+                f.seek(offset)
+                writer.write({"__key__": f"{n:09d}", **_unpack(f.read(size))})
+        return len(order), len(writer.shards)
+    finally:
+        for f in handles.values():
+            f.close()
+
+
+def preprocess(cfg: PreprocessConfig, episodes_uris: list[str], out_uri: str) -> dict:
+    """Preprocess raw episode datasets into ``out_uri``; returns counts and throughput."""
+    start = time.perf_counter()
+    metas = _read_indexes(episodes_uris)
+    cfg = dataclasses.replace(cfg, cameras=_resolve_cameras(cfg, metas))
+    is_val = split_episodes(len(metas), cfg.val_fraction, cfg.seed)
+    if is_val.all():
+        raise ValueError("preprocess: every episode went to validation; lower val_fraction")
+    with tempfile.TemporaryDirectory(prefix="vlaforge-robotics-") as scratch:
+        records, stats = _encode_all(cfg, metas, is_val, scratch)
+        encoded = time.perf_counter()
+        log.info("encoded %d samples from %d episodes in %.1fs (%.0f samples/s)", len(records), len(metas),
+                 encoded - start, len(records) / max(encoded - start, 1e-9))
+        rng = np.random.default_rng(cfg.seed + 1)
+        summary = {"episodes": len(metas), "train_episodes": int((~is_val).sum()),
+                   "val_episodes": int(is_val.sum())}
+        for split, wanted in (("train", False), ("val", True)):
+            chosen = [r for r in records if is_val[r[1]] == wanted]
+            if chosen:
+                summary[f"{split}_samples"], summary[f"{split}_shards"] = _write_split(
+                    storage.join(out_uri, split), chosen, cfg, rng)
+        frame_shape = _frame_shape(records[0], cfg)
+    write_stats(out_uri, stats)
+    storage.write_text(storage.join(out_uri, SPLITS_FILE), json.dumps(
+        {split: [m.episode_id for m, v in zip(metas, is_val) if v == wanted]
+         for split, wanted in (("train", False), ("val", True))}, indent=1))
+    write_preprocessing_config(out_uri, cfg, {
+        "sources": list(episodes_uris), "image_shape": frame_shape, **summary,
+        "tasks": sorted({m.task for m in metas})})
+    seconds = time.perf_counter() - start
+    summary.update(seconds=round(seconds, 3), samples_per_s=round(len(records) / max(seconds, 1e-9), 1))
+    log.info("preprocessed %s into %s: %s", episodes_uris, out_uri, summary)
+    return summary
+
+
+def _frame_shape(record: tuple, cfg: PreprocessConfig) -> list[int]:
+    """(H, W, 3) of the stored frames, read back from one encoded sample."""
+    path, _, offset, size = record
+    with open(path, "rb") as f:
+        f.seek(offset)
+        sample = _unpack(f.read(size))
+    return list(decode_frame(sample[cfg.view_keys()[0] + ".jpg"]).shape)
+
+
+def split_uris(text: str) -> list[str]:
+    """URIs from a parameter string separated by newlines, commas, semicolons or spaces."""
+    return [u for u in text.replace(",", " ").replace(";", " ").split() if u]
+
+
+def run(preset: str, overrides: str | list[str] | None, episodes_uris: list[str], out_uri: str) -> dict:
+    """The CLI's and the component's entry point: load the ``preprocess`` section, then preprocess."""
+    return preprocess(load_config(preset, overrides), episodes_uris, out_uri)

@@ -1,0 +1,91 @@
+"""The llm_pretrain stage: a from-scratch decoder on tokenized shards, through the shared loop.
+
+Output (a Model artifact folder): ``model.safetensors``, ``config.json`` (``{"kind": "llm", "model":
+{...}, "tokenizer": "tokenizer"}``), ``tokenizer/``, ``metrics.jsonl``, ``train_summary.json``,
+``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from vlaforge import storage
+from vlaforge.data.text_shards import TokenWindows
+from vlaforge.data.tokenize import load_tokenizer
+from vlaforge.models.llm import LLMConfig, Transformer
+from vlaforge.train import checkpoint as ckpt
+from vlaforge.train.config import TrainConfig
+from vlaforge.train.loop import train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LLMStageConfig:
+    model: LLMConfig = field(default_factory=LLMConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample_prompt: str = "The robot"  # prompt of the sample generation printed at the end
+
+
+class TextTask:
+    """Next-token prediction on windows of ``seq_len + 1`` tokens."""
+
+    stage = "llm_pretrain"
+
+    def __init__(self, data_uri: str, seed: int):
+        self.train_data = TokenWindows(storage.join(data_uri, "train"), seed)
+        self.val_data = TokenWindows(storage.join(data_uri, "val"), seed)
+        self.tokens_per_sample = self.train_data.seq_len
+
+    def train_batches(self, start_sample, rank, world, micro_batch):
+        return self.train_data.batches(micro_batch, start_sample, rank, world)
+
+    def val_batches(self, micro_batch):
+        return self.val_data.batches(micro_batch, shuffle=False)
+
+    def loss(self, model, batch):
+        logits = model(batch[:, :-1])
+        return F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].reshape(-1))
+
+
+def load_llm(uri: str) -> tuple[Transformer, dict]:
+    """An LLM (weights + config) written by this stage, and its config mapping."""
+    config = ckpt.read_config(uri)
+    if config.get("kind") != "llm":
+        raise ValueError(f"{uri} holds a '{config.get('kind')}' model, expected an llm_pretrain output")
+    model = Transformer(LLMConfig(**config["model"]))
+    ckpt.load_weights(model, uri)
+    return model, config
+
+
+def llm_pretrain(cfg: LLMStageConfig, data_uri: str, out_uri: str) -> dict:
+    """Train the LLM on the tokenize stage's output at ``data_uri``; write the model to ``out_uri``."""
+    tokenizer = load_tokenizer(storage.join(data_uri, "tokenizer"))
+    torch.manual_seed(cfg.train.seed)
+    task = TextTask(data_uri, cfg.train.seed)
+    model_cfg = dataclasses.replace(cfg.model, vocab_size=len(tokenizer),
+                                    max_seq_len=max(cfg.model.max_seq_len, task.tokens_per_sample))
+    model = Transformer(model_cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("LLM: %.2fM parameters, %d layers, d=%d, vocab %d", n_params / 1e6, model_cfg.n_layers,
+             model_cfg.d_model, model_cfg.vocab_size)
+    config = {"kind": "llm", "model": dataclasses.asdict(model_cfg), "tokenizer": "tokenizer",
+              "train": dataclasses.asdict(cfg.train), "data": data_uri}
+    summary = train(model, task, cfg.train, out_uri, config)
+    if summary:
+        storage.copy_dir(storage.join(data_uri, "tokenizer"), storage.join(out_uri, "tokenizer"))
+        summary["parameters"] = n_params
+        summary["sample"] = sample_text(model.cpu().eval(), tokenizer, cfg.sample_prompt)
+        log.info("sample: %r", summary["sample"])
+    return summary
+
+
+def sample_text(model: Transformer, tokenizer, prompt: str, max_new_tokens: int = 32) -> str:
+    ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]], dtype=torch.long)
+    out = model.generate(ids, max_new_tokens, eos_id=tokenizer.eos_token_id)
+    return tokenizer.decode(out[0].tolist(), skip_special_tokens=True)

@@ -1,0 +1,1 @@
+"""The one training stack shared by LLM, VLM and VLA stages."""
