@@ -13,21 +13,18 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _tokenize(args) -> int:
-    from vlaforge.config import load
-    from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
+    from vlaforge.data.tokenize import run
 
-    print(json.dumps(tokenize_corpus(load(TokenizeConfig, args.preset, args.overrides, "tokenize"), args.out), indent=2))
+    print(json.dumps(run(args.preset, args.overrides, args.out), indent=2))
     return 0
 
 
 def _llm(args) -> int:
-    from vlaforge.config import load
-    from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
+    from vlaforge.stages.llm_pretrain import run
     from vlaforge.train.loop import Preempted
 
-    cfg = load(LLMStageConfig, args.preset, args.overrides, "llm")
     try:
-        summary = llm_pretrain(cfg, args.data, args.out)
+        summary = run(args.preset, args.overrides, args.data, args.out)
     except Preempted as err:
         print(err)
         return 143

@@ -35,8 +35,9 @@ app.kubernetes.io/part-of: vlaforge
 {{- end -}}
 {{- end -}}
 
+{{/* The S3 credentials Secret: the name compiled into the pipeline pods' environment. */}}
 {{- define "vlaforge.s3SecretName" -}}
-{{- default (printf "%s-s3" (include "vlaforge.fullname" .)) .Values.objectStore.credentials.existingSecret -}}
+{{- .Values.clusterProfile.storage.secret_name -}}
 {{- end -}}
 
 {{- define "vlaforge.envConfigMapName" -}}
@@ -106,114 +107,52 @@ pipelines/*.yaml. Returned as JSON (include can only return text).
 {{- $version | lower | replace "." "-" | replace "+" "-" | replace "_" "-" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* Stage name of a KFP executor label: exec-llm-pretrain-2 -> llm_pretrain. */}}
-{{- define "vlaforge.executorStage" -}}
-{{- . | trimPrefix "exec-" | regexReplaceAll "-[0-9]+$" "" | replace "-" "_" -}}
-{{- end -}}
-
-{{/* Cluster profile of one stage: the defaults overlaid with the stage's own settings. */}}
-{{- define "vlaforge.stageProfile" -}}
-{{- $stage := get .ctx.Values.clusterProfile.stages .stage | default dict -}}
-{{- toJson (merge (deepCopy $stage) (deepCopy .ctx.Values.clusterProfile.defaults)) -}}
-{{- end -}}
-
 {{/*
-Fails when the accelerator the values give a stage differs from what the pipeline spec was compiled
-with (argument: dict ctx, pipeline). Accelerators live in the pipeline spec, which the chart does not
-rewrite.
+Fails unless the values' clusterProfile is the profile the packaged pipelines were compiled with
+(pipelines/profile.json, written by `make chart`): the profile is compiled into the pipeline specs.
+Also checks the values that must agree with the profile.
 */}}
-{{- define "vlaforge.checkAccelerators" -}}
-{{- $pipeline := .pipeline -}}
-{{- range $exec, $def := (dig "deploymentSpec" "executors" dict $pipeline.spec) -}}
-{{- if hasKey $def "container" -}}
-{{- $stage := include "vlaforge.executorStage" $exec -}}
-{{- $profile := include "vlaforge.stageProfile" (dict "ctx" $.ctx "stage" $stage) | fromJson -}}
-{{- if hasKey $profile "accelerator" -}}
-{{- $want := $profile.accelerator -}}
-{{- $acc := dig "container" "resources" "accelerator" dict $def -}}
-{{- $type := default (get $acc "type") (get $acc "resourceType") | default "" -}}
-{{- $count := default (get $acc "count") (get $acc "resourceCount") | default "0" | int -}}
-{{- $wantType := ternary $want.type "" (gt (int $want.count) 0) -}}
-{{- if or (ne (int $want.count) $count) (ne $wantType (ternary $type "" (gt $count 0))) -}}
-{{- fail (printf "clusterProfile.stages.%s.accelerator is %s x %d but pipeline %s (%s, executor %s) was compiled with %s x %d: accelerators are compiled into the pipeline spec; rebuild the chart with `make chart VALUES=<your values file>` or set the values to match" $stage (default "none" $want.type) (int $want.count) $pipeline.name $pipeline.file $exec (default "none" $type) $count) -}}
+{{- define "vlaforge.checkProfile" -}}
+{{- $v := .Values -}}
+{{- $compiled := .Files.Get "pipelines/profile.json" -}}
+{{- if and $compiled (ne (toJson (fromJson $compiled)) (toJson $v.clusterProfile)) -}}
+{{- fail "clusterProfile differs from the cluster profile the packaged pipelines were compiled with (pipelines/profile.json in the chart): the profile is compiled into the pipeline specs, so rebuild the chart with `make chart VALUES=<your values file>` and install it with the same values" -}}
+{{- end -}}
+{{- if not $v.multiNode.enabled -}}
+{{- range $name, $stage := $v.clusterProfile.stages -}}
+{{- $class := get $v.clusterProfile.classes (toString (get $stage "class")) | default dict -}}
+{{- $nodes := get $stage "num_nodes" | default (get $class "num_nodes") | default 1 | int -}}
+{{- if gt $nodes 1 -}}
+{{- fail (printf "clusterProfile.stages.%s runs on %d nodes (a Kubeflow Trainer TrainJob): set multiNode.enabled=true so the pipeline pods may create TrainJobs" $name $nodes) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- with $v.objectStore.existingSecret -}}
+{{- if ne . $v.clusterProfile.storage.secret_name -}}
+{{- fail (printf "objectStore.existingSecret is %q but the pipeline pods read their S3 credentials from clusterProfile.storage.secret_name %q: use the same name" . $v.clusterProfile.storage.secret_name) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
 
 {{/*
-platformSpec of a PipelineVersion (argument: dict ctx, pipeline): the compiled platform document with
-the install-time cluster profile written into every container executor's Kubernetes config.
+platformSpec of a PipelineVersion (argument: dict ctx, pipeline): the compiled platform document;
+with the Pushgateway on, every container executor also gets the <fullname>-env ConfigMap
+(PUSHGATEWAY_URL) as environment.
 */}}
 {{- define "vlaforge.platformSpec" -}}
 {{- $ctx := .ctx -}}
-{{- $v := $ctx.Values -}}
 {{- $platform := deepCopy .pipeline.platform -}}
+{{- if $ctx.Values.monitoring.pushgateway.enabled -}}
 {{- $platforms := get $platform "platforms" | default dict -}}
 {{- $k8s := get $platforms "kubernetes" | default dict -}}
 {{- $deployment := get $k8s "deploymentSpec" | default dict -}}
 {{- $executors := get $deployment "executors" | default dict -}}
+{{- $envMap := include "vlaforge.envConfigMapName" $ctx -}}
 {{- range $exec, $def := (dig "deploymentSpec" "executors" dict .pipeline.spec) -}}
 {{- if hasKey $def "container" -}}
-{{- $p := include "vlaforge.stageProfile" (dict "ctx" $ctx "stage" (include "vlaforge.executorStage" $exec)) | fromJson -}}
 {{- $cfg := get $executors $exec | default dict -}}
-{{- with $p.nodeSelector -}}
-{{- $_ := set $cfg "nodeSelector" (dict "labels" .) -}}
-{{- end -}}
-{{- with $p.tolerations -}}
-{{- $_ := set $cfg "tolerations" . -}}
-{{- end -}}
-{{- with $p.shmSize -}}
-{{- $mounts := list -}}
-{{- range (get $cfg "emptyDirMounts" | default list) -}}
-{{- if ne .mountPath "/dev/shm" -}}
-{{- $mounts = append $mounts . -}}
-{{- end -}}
-{{- end -}}
-{{- $_ := set $cfg "emptyDirMounts" (append $mounts (dict "volumeName" "dshm" "mountPath" "/dev/shm" "medium" "Memory" "sizeLimit" .)) -}}
-{{- end -}}
-{{- with $p.timeoutSeconds -}}
-{{- $_ := set $cfg "activeDeadlineSeconds" (toString .) -}}
-{{- end -}}
-{{- $sc := $v.podSecurityContext -}}
-{{- $security := dict -}}
-{{- if hasKey $sc "runAsNonRoot" -}}{{- $_ := set $security "runAsNonRoot" $sc.runAsNonRoot -}}{{- end -}}
-{{- if hasKey $sc "runAsUser" -}}{{- $_ := set $security "runAsUser" (toString $sc.runAsUser) -}}{{- end -}}
-{{- if hasKey $sc "runAsGroup" -}}{{- $_ := set $security "runAsGroup" (toString $sc.runAsGroup) -}}{{- end -}}
-{{- if $security -}}
-{{- $_ := set $cfg "securityContext" $security -}}
-{{- end -}}
-{{- if $v.imagePullSecrets -}}
-{{- $pulls := list -}}
-{{- range $v.imagePullSecrets -}}
-{{- $pulls = append $pulls (dict "secretName" .name) -}}
-{{- end -}}
-{{- $_ := set $cfg "imagePullSecret" $pulls -}}
-{{- end -}}
-{{- if $v.pipelinePods.injectEnv -}}
-{{- $secretName := include "vlaforge.s3SecretName" $ctx -}}
-{{- $secrets := list -}}
-{{- range (get $cfg "secretAsEnv" | default list) -}}
-{{- if ne .secretName $secretName -}}
-{{- $secrets = append $secrets . -}}
-{{- end -}}
-{{- end -}}
-{{- $keys := list (dict "secretKey" $v.objectStore.credentials.accessKeyKey "envVar" "AWS_ACCESS_KEY_ID") (dict "secretKey" $v.objectStore.credentials.secretKeyKey "envVar" "AWS_SECRET_ACCESS_KEY") -}}
-{{- $_ := set $cfg "secretAsEnv" (append $secrets (dict "secretName" $secretName "keyToEnv" $keys)) -}}
-{{- $envMap := include "vlaforge.envConfigMapName" $ctx -}}
-{{- $maps := list -}}
-{{- range (get $cfg "configMapAsEnv" | default list) -}}
-{{- if ne .configMapName $envMap -}}
-{{- $maps = append $maps . -}}
-{{- end -}}
-{{- end -}}
-{{- $envKeys := list -}}
-{{- range (include "vlaforge.podEnv" $ctx | fromJson | keys | sortAlpha) -}}
-{{- $envKeys = append $envKeys (dict "configMapKey" . "envVar" .) -}}
-{{- end -}}
-{{- $_ := set $cfg "configMapAsEnv" (append $maps (dict "configMapName" $envMap "keyToEnv" $envKeys)) -}}
-{{- end -}}
+{{- $entry := dict "configMapName" $envMap "keyToEnv" (list (dict "configMapKey" "PUSHGATEWAY_URL" "envVar" "PUSHGATEWAY_URL")) "optional" true -}}
+{{- $_ := set $cfg "configMapAsEnv" (append (get $cfg "configMapAsEnv" | default list) $entry) -}}
 {{- $_ := set $executors $exec $cfg -}}
 {{- end -}}
 {{- end -}}
@@ -221,21 +160,8 @@ the install-time cluster profile written into every container executor's Kuberne
 {{- $_ := set $k8s "deploymentSpec" $deployment -}}
 {{- $_ := set $platforms "kubernetes" $k8s -}}
 {{- $_ := set $platform "platforms" $platforms -}}
+{{- end -}}
 {{- toJson $platform -}}
-{{- end -}}
-
-{{/* Environment the <fullname>-env ConfigMap gives every pipeline pod (JSON object). */}}
-{{- define "vlaforge.podEnv" -}}
-{{- $os := .Values.objectStore -}}
-{{- $env := dict "AWS_REGION" $os.region "VLAFORGE_PIPELINE_ROOT" (include "vlaforge.pipelineRoot" .) -}}
-{{- with $os.endpoint -}}
-{{- $scheme := ternary "http" "https" $os.disableSSL -}}
-{{- $_ := set $env "AWS_ENDPOINT_URL" (ternary . (printf "%s://%s" $scheme .) (contains "://" .)) -}}
-{{- end -}}
-{{- if .Values.monitoring.pushgateway.enabled -}}
-{{- $_ := set $env "VLAFORGE_PUSHGATEWAY" (include "vlaforge.pushgatewayUrl" .) -}}
-{{- end -}}
-{{- toJson $env -}}
 {{- end -}}
 
 {{/* Pod-level securityContext for the chart's own Pods. */}}
@@ -262,4 +188,43 @@ the install-time cluster profile written into every container executor's Kuberne
   mountPath: /var/run/secrets/kubeflow/pipelines
   readOnly: true
 {{- end }}
+{{- end -}}
+
+{{/* The registration plan (JSON) read by files/register_pipelines.py. */}}
+{{- define "vlaforge.registrationPlan" -}}
+{{- $plan := list -}}
+{{- range (include "vlaforge.pipelines" . | fromJsonArray) -}}
+{{- $plan = append $plan (dict "file" .file "pipeline" .name "version" (include "vlaforge.versionName" (dict "ctx" $ "name" .name)) "description" (dig "pipelineInfo" "description" "" .spec)) -}}
+{{- end -}}
+{{- toPrettyJson $plan -}}
+{{- end -}}
+
+{{/* Container spec shared by the registration Job and the helm test Pod (argument: dict ctx, action). */}}
+{{- define "vlaforge.registrarContainer" -}}
+{{- $v := .ctx.Values -}}
+name: {{ .action }}
+image: {{ include "vlaforge.kfpImage" .ctx }}
+imagePullPolicy: {{ $v.image.pullPolicy }}
+command: [python3, /opt/vlaforge/register_pipelines.py, {{ .action }}]
+args:
+  - --host={{ $v.registration.apiUrl }}
+  - --plan=/opt/vlaforge/plan.json
+  - --pipelines=/opt/vlaforge/pipelines
+  {{- if $v.registration.multiUser }}
+  - --namespace={{ .ctx.Release.Namespace }}
+  {{- end }}
+env:
+  - name: HOME
+    value: /tmp
+resources:
+  {{- toYaml $v.registration.hook.resources | nindent 2 }}
+securityContext:
+  {{- toYaml $v.containerSecurityContext | nindent 2 }}
+volumeMounts:
+  - name: registrar
+    mountPath: /opt/vlaforge
+    readOnly: true
+  - name: tmp
+    mountPath: /tmp
+  {{- include "vlaforge.kfpTokenMount" .ctx | nindent 2 }}
 {{- end -}}

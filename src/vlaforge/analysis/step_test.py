@@ -39,6 +39,8 @@ TABLE_VERSION = 1
 _NEGLIGIBLE = 1e-300
 # LP weights this close to 0 or 1 are rounded (HiGHS returns e.g. 0.9999999999).
 _ROUND = 1e-9
+# LP candidates: states whose rejection would cost at most this many times the remaining budget.
+_MAX_COST_RATIO = 1e3
 
 
 def dead_time(n_max: int) -> int:
@@ -111,92 +113,81 @@ class StepTable:
 
 
 def _propagate(mass: np.ndarray, p: np.ndarray, t: int) -> None:
-    """Advance the (control point, x, y) mass from ``t - 1`` to ``t`` pairs in place."""
+    """Advance the (control point, x, y) mass from ``t - 1`` to ``t`` pairs in place.
+
+    One Bernoulli(p) draw for each policy: first along x, then along y.
+    """
+    p = p[:, None, None]
     q = 1.0 - p
-    old = mass[:, :t, :t].copy()
-    pq, pp, qq = (p * q)[:, None, None], (p * p)[:, None, None], (q * q)[:, None, None]
-    mass[:, :t + 1, :t + 1] = 0.0
-    mass[:, :t, :t] += qq * old
-    mass[:, 1:t + 1, :t] += pq * old
-    mass[:, :t, 1:t + 1] += pq * old
-    mass[:, 1:t + 1, 1:t + 1] += pp * old
+    mass[:, 1:t + 1, :t] = q * mass[:, 1:t + 1, :t] + p * mass[:, :t, :t]
+    mass[:, 0, :t] *= q[:, 0]
+    mass[:, :t + 1, 1:t + 1] = q * mass[:, :t + 1, 1:t + 1] + p * mass[:, :t + 1, :t]
+    mass[:, :t + 1, 0] *= q[:, 0]
 
 
 def _solve_step(mass: np.ndarray, remaining: np.ndarray, t: int) -> np.ndarray:
     """Rejection weights ``w[x, y]`` for "y ahead" after ``t`` pairs, spending at most ``remaining`` per point.
 
-    States are taken diagonal by diagonal in decreasing ``y - x`` until every control point could no
-    longer afford all of them (plus two diagonals of slack); the LP maximises the number of rejected
-    states subject to the risk budget, equal weights for mirror images and a region that is monotone
-    (more successes for policy 1 or fewer for policy 0 never turn a rejection into a continuation).
+    The LP maximises the number of rejected states subject to, per control point, new rejected mass
+    <= remaining budget; a state and its mirror image ``(t - y, t - x)`` (both policies swapped and
+    success swapped with failure) share one weight, and the region is monotone: more successes for
+    policy 1 or fewer for policy 0 never turn a rejection into a continuation. Candidates are the states
+    with ``y > x`` taken from the top (largest ``y - x``) of each row down to the first state that could
+    be rejected with probability below ``1 / _MAX_COST_RATIO`` under some control point; states that
+    no control point can reach are rejected for free.
     """
-    weights = np.zeros((t + 1, t + 1))
-    states: list[tuple[int, int]] = []
-    taken = np.zeros(mass.shape[0])
-    extra = None
-    for diff in range(t, 0, -1):
-        xs = np.arange(0, t - diff + 1)
-        ys = xs + diff
-        peak = mass[:, xs, ys].max(axis=0)
-        free = peak <= _NEGLIGIBLE
-        weights[xs[free], ys[free]] = 1.0
-        states += [(int(a), int(b)) for a, b in zip(xs[~free], ys[~free])]
-        taken += mass[:, xs[~free], ys[~free]].sum(axis=1)
-        if extra is None and np.all(taken >= 2.0 * remaining):
-            extra = 2
-        elif extra is not None:
-            extra -= 1
-            if extra == 0:
-                break
-    if not states:
+    xs, ys = np.meshgrid(np.arange(t + 1), np.arange(t + 1), indexing="ij")
+    upper = ys > xs
+    mirror = mass[:, t - ys, t - xs]
+    orbit_cost = np.where(xs + ys == t, mass, mass + mirror)
+    peak = orbit_cost.max(axis=0)
+    free = upper & (peak <= _NEGLIGIBLE)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (orbit_cost / np.maximum(remaining, 0.0)[:, None, None]).max(axis=0)
+    bad = upper & ~free & ~(ratio <= _MAX_COST_RATIO)
+    # A state stays out when a state with fewer policy-0 and more policy-1 successes is out.
+    blocked = np.logical_or.accumulate(np.logical_or.accumulate(bad, axis=0)[:, ::-1], axis=1)[:, ::-1]
+    weights = (free & ~blocked).astype(float)
+    candidate = upper & ~free & ~blocked
+    canonical = candidate & ((xs < t - ys) | ((xs == t - ys) & (ys <= t - xs)))
+    cx, cy = np.nonzero(canonical)
+    n_var = len(cx)
+    if n_var == 0:
         return weights
-    # One LP variable per mirror orbit.
-    index: dict[tuple[int, int], int] = {}
-    orbits: list[list[tuple[int, int]]] = []
-    for s in states:
-        if s in index:
-            continue
-        m = (t - s[1], t - s[0])
-        members = [s] if m == s else [s, m]
-        for member in members:
-            index[member] = len(orbits)
-        orbits.append(members)
-    n_var = len(orbits)
-    cost = np.zeros((mass.shape[0], n_var))
-    size = np.zeros(n_var)
-    for j, members in enumerate(orbits):
-        for (a, b) in members:
-            cost[:, j] += mass[:, a, b]
-        size[j] = len(members)
-    # Monotone region: w(x, y) <= w(x, y + 1) and w(x, y) <= w(x - 1, y) where both are LP variables.
-    rows, cols, vals = [], [], []
-    n_rows = 0
-    for (a, b), j in index.items():
-        for nb in ((a, b + 1), (a - 1, b)):
-            k = index.get(nb)
-            if k is not None and k != j:
-                rows += [n_rows, n_rows]
-                cols += [j, k]
-                vals += [1.0, -1.0]
-                n_rows += 1
-    a_ub = coo_matrix(cost)
-    b_ub = np.maximum(remaining, 0.0)
-    if n_rows:
-        a_ub = vstack([a_ub, coo_matrix((vals, (rows, cols)), shape=(n_rows, n_var))])
-        b_ub = np.concatenate([b_ub, np.zeros(n_rows)])
+    index = np.full((t + 1, t + 1), -1)
+    index[cx, cy] = np.arange(n_var)
+    index[t - cy, t - cx] = np.arange(n_var)
+    size = np.where(cx + cy == t, 1.0, 2.0)
+    cost = orbit_cost[:, cx, cy]
+    # Monotone region: w(x, y) <= w(x, y + 1) and w(x, y) <= w(x - 1, y).
+    px, py = np.nonzero(candidate)
+    pairs = []
+    for nx, ny in ((px, py + 1), (px - 1, py)):
+        ok = (ny <= t) & (nx >= 0)
+        j = index[px[ok], py[ok]]
+        k = index[nx[ok], ny[ok]]
+        keep = (k >= 0) & (k != j)
+        pairs.append(np.stack([j[keep], k[keep]], axis=1))
+    pairs = np.unique(np.concatenate(pairs), axis=0)
+    n_rows = len(pairs)
+    budget = np.maximum(remaining, 0.0)
     # Scale each risk row so that HiGHS's tolerances are relative to the budget, not absolute.
-    scale = np.ones(len(b_ub))
-    scale[:mass.shape[0]] = 1.0 / np.maximum(np.maximum(b_ub[:mass.shape[0]], cost.max(axis=1)), 1e-300)
-    a_ub = coo_matrix(a_ub).tocsr().multiply(scale[:, None]).tocsr()
-    res = linprog(-size, A_ub=a_ub, b_ub=b_ub * scale, bounds=(0.0, 1.0), method="highs")
+    scale = 1.0 / np.maximum(np.maximum(budget, cost.max(axis=1)), 1e-300)
+    a_ub = vstack([
+        coo_matrix(cost * scale[:, None]),
+        coo_matrix((np.tile([1.0, -1.0], n_rows), (np.repeat(np.arange(n_rows), 2), pairs.ravel())),
+                   shape=(n_rows, n_var)),
+    ]).tocsr()
+    b_ub = np.concatenate([budget * scale, np.zeros(n_rows)])
+    log.debug("t=%d: %d LP variables, %d monotonicity rows", t, n_var, n_rows)
+    res = linprog(-size, A_ub=a_ub, b_ub=b_ub, bounds=(0.0, 1.0), method="highs")
     if res.status != 0:
         raise RuntimeError(f"STEP table synthesis: LP at t={t} failed: {res.message}")
     w = np.clip(res.x, 0.0, 1.0)
     w[w < _ROUND] = 0.0
     w[w > 1.0 - _ROUND] = 1.0
-    for j, members in enumerate(orbits):
-        for (a, b) in members:
-            weights[a, b] = w[j]
+    weights[cx, cy] = w
+    weights[t - cy, t - cx] = w
     return weights
 
 
@@ -208,7 +199,9 @@ def synthesize(n_max: int, alpha: float, progress: bool = True) -> StepTable:
         raise ValueError(f"STEP: alpha must lie in (0, 1), got {alpha}")
     start = time.perf_counter()
     side_alpha = alpha / 2.0
-    p = control_points(n_max)
+    # The grid is symmetric about 1/2 and the region is mirror-symmetric, so the risk at 1 - p equals the
+    # risk at p: the points p <= 1/2 carry every constraint.
+    p = control_points(n_max)[:N_CONTROL_POINTS // 2 + 1]
     mass = np.zeros((len(p), n_max + 1, n_max + 1))
     mass[:, 0, 0] = 1.0
     spent = np.zeros(len(p))

@@ -32,56 +32,13 @@ from tqdm import tqdm
 from vlaforge import storage
 from vlaforge.data.shards import ShardWriter
 from vlaforge.robotics.config import PreprocessConfig, load_config, write_preprocessing_config
-from vlaforge.robotics.episodes import EpisodeError, EpisodeMeta, load_episode, read_index
-from vlaforge.robotics.samples import decode_frame, episode_samples
-from vlaforge.robotics.stats import FieldStats, merge_all, write_stats
+from vlaforge.robotics.encode import encode_group, unpack
+from vlaforge.robotics.episodes import EpisodeError, EpisodeMeta, read_index
+from vlaforge.robotics.samples import decode_frame
+from vlaforge.robotics.stats import merge_all, write_stats
 
 log = logging.getLogger(__name__)
 SPLITS_FILE = "splits.json"
-FIELDS = ("proprio", "action")
-
-
-def _pack(sample: dict[str, str | bytes]) -> bytes:
-    """A sample as one scratch record: 4-byte header length, JSON header of member sizes, payloads."""
-    payloads = [v.encode("utf-8") if isinstance(v, str) else v for v in sample.values()]
-    header = json.dumps({name: len(p) for name, p in zip(sample, payloads)}).encode()
-    return len(header).to_bytes(4, "little") + header + b"".join(payloads)
-
-
-def _unpack(record: bytes) -> dict[str, bytes]:
-    size = int.from_bytes(record[:4], "little")
-    pos, sample = 4 + size, {}
-    for name, length in json.loads(record[4:4 + size]).items():
-        sample[name] = record[pos:pos + length]
-        pos += length
-    return sample
-
-
-def _new_stats(cfg: PreprocessConfig) -> dict[str, FieldStats]:
-    return {"proprio": FieldStats(cfg.proprio_dim, cfg.window), "action": FieldStats(cfg.action_dim, cfg.window)}
-
-
-def _encode_group(cfg: PreprocessConfig, group: list[tuple[int, EpisodeMeta, bool]], scratch: str):
-    """Encode episodes into ``scratch``; returns sample records (episode index, offset, size) and stats."""
-    stats = _new_stats(cfg)
-    records = []
-    with open(scratch, "wb") as f:
-        for index, meta, in_stats in group:
-            episode = load_episode(meta, cfg.cameras, cfg.proprio_dim, cfg.action_dim)
-            windows, valid = [], []
-            for sample, idx, ok in episode_samples(episode, cfg):
-                record = _pack(sample)
-                records.append((index, f.tell(), len(record)))
-                f.write(record)
-                windows.append(idx)
-                valid.append(ok)
-            if in_stats:
-                windows, valid = np.stack(windows), np.stack(valid)
-                for name in FIELDS:
-                    values = getattr(episode, name)
-                    stats[name].update_steps(values)
-                    stats[name].update_windows(values[windows], valid)
-    return records, stats
 
 
 def _resolve_cameras(cfg: PreprocessConfig, metas: list[EpisodeMeta]) -> list[str]:
@@ -127,20 +84,34 @@ def _encode_all(cfg, metas, is_val, scratch_dir):
     paths = [os.path.join(scratch_dir, f"group-{g:05d}.bin") for g in range(len(jobs))]
     results = {}
     bar = tqdm(total=len(metas), desc="encode episodes", unit="episode")
-    if cfg.num_workers == 0:
+    if cfg.num_workers == 0 or len(jobs) == 1:
         for g, job in enumerate(jobs):
-            results[g] = _encode_group(cfg, job, paths[g])
+            results[g] = encode_group(cfg, job, paths[g])
             bar.update(len(job))
     else:
-        with ProcessPoolExecutor(cfg.num_workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_encode_group, cfg, job, paths[g]): g for g, job in enumerate(jobs)}
+        with ProcessPoolExecutor(min(cfg.num_workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(encode_group, cfg, job, paths[g]): g for g, job in enumerate(jobs)}
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 bar.update(len(jobs[futures[future]]))
     bar.close()
+    if not cfg.image_size:
+        _check_frame_sizes(metas, {i: s for g in results for i, s in results[g][2].items()})
     records = [(paths[g], *rec) for g in range(len(jobs)) for rec in results[g][0]]
     stats = merge_all([results[g][1] for g in range(len(jobs))])
     return records, stats
+
+
+def _check_frame_sizes(metas: list[EpisodeMeta], shapes: dict[int, dict]) -> None:
+    """Without resizing, every episode's frames must have one size per camera so samples batch."""
+    first = shapes[0]
+    for i, meta in enumerate(metas):
+        for cam, shape in shapes[i].items():
+            if shape != first[cam]:
+                raise EpisodeError(
+                    f"episode {meta.episode_id!r} ({meta.dataset_uri}): camera {cam!r} frames are "
+                    f"{shape[0]}x{shape[1]} but episode {metas[0].episode_id!r} has {first[cam][0]}x"
+                    f"{first[cam][1]}; set preprocess.image_size to resize them to one size")
 
 
 def _write_split(out_uri: str, records: list, cfg: PreprocessConfig, rng: np.random.Generator) -> tuple[int, int]:
@@ -152,7 +123,7 @@ def _write_split(out_uri: str, records: list, cfg: PreprocessConfig, rng: np.ran
                 path, _, offset, size = records[i]
                 f = handles.get(path) or handles.setdefault(path, open(path, "rb"))
                 f.seek(offset)
-                writer.write({"__key__": f"{n:09d}", **_unpack(f.read(size))})
+                writer.write({"__key__": f"{n:09d}", **unpack(f.read(size))})
         return len(order), len(writer.shards)
     finally:
         for f in handles.values():
@@ -199,7 +170,7 @@ def _frame_shape(record: tuple, cfg: PreprocessConfig) -> list[int]:
     path, _, offset, size = record
     with open(path, "rb") as f:
         f.seek(offset)
-        sample = _unpack(f.read(size))
+        sample = unpack(f.read(size))
     return list(decode_frame(sample[cfg.view_keys()[0] + ".jpg"]).shape)
 
 

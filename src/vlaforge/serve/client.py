@@ -6,9 +6,12 @@ observation history and action chunk, so the client is a one-step policy (``n_ob
 ``execute_steps`` = 1): ``predict`` sends every episode's newest observation as one ``PolicyStep``
 (all episodes at once, so the server can batch them) and returns one-action chunks.
 
-Episode ``i`` of a ``predict`` batch is client identifier ``<uuid>-<i>``. A slot is reset
-(``PolicyReset``) before its first step, after :meth:`PolicyClient.reset`, and whenever ``predict``
-is given a seed other than the one the slot was reset with.
+Episode ``i`` of a ``predict`` batch is client identifier ``<uuid>-<i>``. The client is reset
+(``PolicyReset``, with that step's seed) at each episode's start, which it recognises the way
+:class:`~vlaforge.policy.ControlState` marks it: a history whose oldest observation is its newest
+(hence ``n_obs_steps = 2``; a one-observation history also counts as a start). So the evaluator's
+loop (a fresh ControlState per episode, ``step_policy``) runs a remote policy unchanged.
+Observations cross the wire without ``task`` and ``state``: privileged baselines cannot run remotely.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def wait_serving(channel: grpc.Channel, timeout_s: float, target: str = "") -> N
 class PolicyClient:
     """A :class:`~vlaforge.policy.Policy` served at ``target`` (``host:port``)."""
 
-    n_obs_steps = 1
+    n_obs_steps = 2  # only to see episode starts; the server keeps the policy's real history
     execute_steps = 1
 
     def __init__(self, target: str, mapping: MappingConfig | None = None, timeout_s: float = 120.0,
@@ -73,7 +76,6 @@ class PolicyClient:
         self.metadata = self._call(pb_grpc.GetPolicyMetadataServiceStub(self._channel).GetPolicyMetadata,
                                    pb.GetPolicyMetadataRequest(client_identifier=self.client_id(0))).policy_metadata
         self.name = f"remote:{self.metadata.name}"
-        self._slot_seeds: dict[int, int | None] = {}
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="policy-client")
 
     def client_id(self, slot: int) -> str:
@@ -86,15 +88,11 @@ class PolicyClient:
             raise PolicyServerError(f"policy server {self.target}: {err.code().name}: {err.details()}",
                                     err.code()) from err
 
-    def reset(self) -> None:
-        """Start new episodes: every slot is reset before its next step."""
-        self._slot_seeds.clear()
-
-    def _act(self, slot: int, obs: Observation, seed: int | None) -> np.ndarray:
-        if slot not in self._slot_seeds or self._slot_seeds[slot] != seed:
+    def _act(self, slot: int, history: list[Observation], seed: int | None) -> np.ndarray:
+        obs = history[-1]
+        if history[0] is obs:  # an episode's first step
             self._call(self._reset.PolicyReset, pb.PolicyResetRequest(client_identifier=self.client_id(slot),
                                                                       seed=seed or 0))
-            self._slot_seeds[slot] = seed
         request = pb.PolicyStepRequest(client_identifier=self.client_id(slot),
                                        observation=observation_to_proto(obs, self.mapping))
         reply = self._call(self._step.PolicyStep, request)
@@ -103,7 +101,7 @@ class PolicyClient:
         return action_from_proto(reply.action, obs.proprio, self.mapping)[None]
 
     def predict(self, histories: list[list[Observation]], seed: int | None = None) -> list[np.ndarray]:
-        jobs = [self._pool.submit(self._act, slot, history[-1], seed) for slot, history in enumerate(histories)]
+        jobs = [self._pool.submit(self._act, slot, history, seed) for slot, history in enumerate(histories)]
         return [job.result() for job in jobs]
 
     def close(self) -> None:

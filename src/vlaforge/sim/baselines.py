@@ -23,6 +23,7 @@ ACTION_DIM = 4
 class _Baseline:
     n_obs_steps = 1
     execute_steps = 1
+    uses_images = False  # the evaluator skips rendering for policies that declare this
 
     def __init__(self, seed: int = 0):
         self._rng = np.random.default_rng(seed)

@@ -26,6 +26,7 @@ from vlaforge.policy import Observation
 CAMERAS = ("corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV")
 SPLITS = ("train", "eval", "caption")
 MAX_INDEX = 1 << 24
+_TASK_BITS = 20  # task-name hash bits in a seed: seeds stay below 2**46, exact in any JSON reader
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,14 @@ def episode_seed(task: str, index: int, split: str = "eval") -> int:
         raise ValueError(f"unknown split '{split}'; known splits: {', '.join(SPLITS)}")
     if not 0 <= index < MAX_INDEX:
         raise ValueError(f"episode index {index} outside 0..{MAX_INDEX - 1}")
-    return ((zlib.crc32(task.encode()) * MAX_INDEX + index) * len(SPLITS)) + SPLITS.index(split)
+    return (_task_hash(task) * MAX_INDEX + index) * len(SPLITS) + SPLITS.index(split)
+
+
+def _task_hash(task: str) -> int:
+    return zlib.crc32(task.encode()) % (1 << _TASK_BITS)
+
+
+assert len({_task_hash(t) for t in TASKS}) == len(TASKS), "two tasks share a seed hash"
 
 
 class _Simulator:
@@ -125,7 +133,7 @@ class SimEnv:
     def __init__(self, task: str, cameras: list[str], image_size: int, max_steps: int | None = None):
         self.spec = task_spec(task)
         self.task = task
-        self.cameras = check_cameras(cameras)
+        self.cameras = check_cameras(cameras) if cameras else []  # none: state-only observations
         if image_size < 8:
             raise ValueError(f"image_size must be at least 8 pixels, got {image_size}")
         self.image_size = image_size
@@ -179,6 +187,8 @@ class SimEnv:
 def make_env(task: str, cameras: list[str] | tuple[str, ...] = ("corner", "behindGripper"),
              image_size: int = 64, max_steps: int | None = None) -> SimEnv:
     """A :class:`SimEnv` for ``task`` rendering ``cameras`` at ``image_size`` x ``image_size``.
+
+    With no cameras, observations carry no images (for baselines that read only the state).
 
     ``max_steps`` overrides the task's time limit. Environments of one (task, image size) in one
     process share their simulator: use them one after another, not interleaved.

@@ -60,6 +60,11 @@ class RolloutFile:
             raise RolloutError(f"{uri}: the same scenario_index appears twice")
         return cls(uri, budget, records)
 
+    @property
+    def folder(self) -> str:
+        """The timestamp folder holding this file (and the run's videos)."""
+        return self.uri[: -len(RESULTS) - 1]
+
     def pending(self) -> list[int]:
         return sorted(i for i, r in self.records.items() if r.get("is_pending"))
 
@@ -93,9 +98,9 @@ def load_task_results(out_uri: str, model: str, task: str) -> list[RolloutFile]:
 def plan_task(out_uri: str, model: str, task: str, start: int, end: int, budget: int) -> RolloutFile:
     """The results file that will hold episodes ``start:end`` of (model, task).
 
-    An earlier file holding exactly these indices is resumed; otherwise a new file is created with
-    every episode pending. Overlap with other existing episodes, indices at or beyond the budget,
-    and more episodes in total than the budget are errors naming the conflict.
+    An earlier file holding exactly these indices is resumed; otherwise a new file (saved by the
+    caller) lists every episode as pending. Overlap with other existing episodes, indices at or
+    beyond the budget, and more episodes in total than the budget are errors naming the conflict.
     """
     name = f"{model}/{task_dirname(task)}"
     if end > budget:
@@ -123,7 +128,6 @@ def plan_task(out_uri: str, model: str, task: str, start: int, end: int, budget:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%S-%fZ")
     run = RolloutFile(storage.join(task_dir(out_uri, model, task), stamp, RESULTS), budget,
                       {i: pending_record(task_dirname(task), i) for i in sorted(wanted)})
-    run.save()
     return run
 
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from vlaforge import storage
+from vlaforge.config import load
 from vlaforge.data.text_shards import TokenWindows
 from vlaforge.data.tokenize import load_tokenizer
 from vlaforge.models.llm import LLMConfig, Transformer
@@ -89,3 +90,8 @@ def sample_text(model: Transformer, tokenizer, prompt: str, max_new_tokens: int 
     ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]], dtype=torch.long)
     out = model.generate(ids, max_new_tokens, eos_id=tokenizer.eos_token_id)
     return tokenizer.decode(out[0].tolist(), skip_special_tokens=True)
+
+
+def run(preset: str, overrides: str | list[str] | None, data_uri: str, out_uri: str) -> dict:
+    """Stage entry point (CLI and component): the ``llm`` section of ``preset`` + overrides."""
+    return llm_pretrain(load(LLMStageConfig, preset, overrides, "llm"), data_uri, out_uri)

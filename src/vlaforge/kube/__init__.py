@@ -1,0 +1,1 @@
+"""Running vlaforge on Kubernetes: the cluster profile, multi-node launch (TrainJob) and compilation."""

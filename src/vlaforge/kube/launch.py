@@ -1,0 +1,83 @@
+"""Run a training stage as wide as its cluster profile asks: in-process, torchrun in the pod, or a
+Kubeflow Trainer TrainJob across nodes that hands its output back to the launching component.
+
+``apply_profile`` puts the stage's launch spec in ``$VLAFORGE_LAUNCH`` when it asks for more than one
+process; without it (``kfp.local``, one GPU) the stage runs in-process. A component body calls::
+
+    summary = run_training(["llm-pretrain", "--preset", preset, "--data", dataset.uri, "--out", OUT],
+                           model.path, model.uri, local=lambda: run(preset, overrides, dataset.path, model.path))
+
+Inputs must be named by URI (``artifact.uri``): TrainJob nodes do not see the launcher pod's files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from vlaforge import storage
+from vlaforge.kube import trainjob
+from vlaforge.kube.profile import LAUNCH_ENV
+
+log = logging.getLogger(__name__)
+OUT = "{out}"
+T = TypeVar("T")
+
+
+def launch_from_env() -> dict | None:
+    raw = os.environ.get(LAUNCH_ENV)
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"${LAUNCH_ENV} is not valid JSON: {err}") from err
+
+
+def _with_out(cli_args: list[str], out: str) -> list[str]:
+    if OUT not in cli_args:
+        raise ValueError(f"cli_args {cli_args} must contain the output placeholder {OUT!r}")
+    return [out if a == OUT else str(a) for a in cli_args]
+
+
+def torchrun_command(cli_args: list[str], nproc: int) -> list[str]:
+    """One node, ``nproc`` processes: ``torchrun --standalone`` over the vlaforge CLI."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+            "-m", "vlaforge.cli", *cli_args]
+
+
+def run_training(cli_args: list[str], output_dir: str, output_uri: str,
+                 local: Callable[[], T], api=None) -> T | None:
+    """Run ``vlaforge <cli_args>`` (``{out}`` stands for the output location) as the launch spec asks.
+
+    One process: returns ``local()``. Otherwise returns None once ``output_dir`` holds the result:
+    torchrun writes there directly; a TrainJob writes to the profile's staging URI, which is then
+    copied into ``output_dir``. ``api`` is a Kubernetes ``CustomObjectsApi`` (default: in-cluster).
+    """
+    launch = launch_from_env()
+    sp = launch["stage_profile"] if launch else {}
+    nodes, nproc = int(sp.get("num_nodes", 1)), max(int(sp.get("accelerator_count") or 0), 1)
+    if nodes == 1 and nproc == 1:
+        return local()
+    if nodes == 1:
+        cmd = torchrun_command(_with_out(cli_args, output_dir), nproc)
+        log.info("running %d processes: %s", nproc, " ".join(cmd))
+        result = subprocess.run(cmd)
+        if result.returncode != 0:
+            raise RuntimeError(f"torchrun of 'vlaforge {' '.join(cli_args)}' exited with {result.returncode}")
+        return None
+    staging_root = launch["storage"].get("staging_uri")
+    if not staging_root:
+        raise ValueError(f"stage {launch['stage']} asks for {nodes} nodes but the cluster profile's "
+                         "storage.staging_uri is empty")
+    name = trainjob.job_name(launch["stage"], output_uri)
+    staging = storage.join(staging_root, name)
+    body = trainjob.render_trainjob(name, trainjob.current_namespace(), launch, _with_out(cli_args, staging))
+    trainjob.run_trainjob(body, api or trainjob.in_cluster_api(), timeout_s=sp.get("timeout_s"))
+    storage.copy_dir(staging, output_dir)
+    return None

@@ -1,0 +1,96 @@
+"""``vlaforge run``: the full pipeline on this machine through kfp.local, with caching.
+
+The preset and the user's overrides are resolved here and handed to each stage as that stage's
+complete ``key=value`` list, so the KFP cache key of a task changes exactly when its configuration
+does, including edits to the preset file itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from vlaforge.config import ConfigError, apply_overrides, load, load_preset_dict, split_overrides
+
+log = logging.getLogger(__name__)
+
+
+def flatten(section: dict, prefix: str = "") -> list[str]:
+    """``{"model": {"d": 4}}`` -> ``["model.d=4"]`` (values as JSON, which YAML parses back)."""
+    items = []
+    for key, value in section.items():
+        if isinstance(value, dict) and value:
+            items += flatten(value, f"{prefix}{key}.")
+        else:
+            items.append(f"{prefix}{key}={json.dumps(value)}")
+    return items
+
+
+# Every preset section and the config class that reads it ("module:Class").
+SECTIONS = {
+    "tokenize": "vlaforge.data.tokenize:TokenizeConfig",
+    "llm": "vlaforge.stages.llm_pretrain:LLMStageConfig",
+    "preprocess": "vlaforge.robotics.config:PreprocessConfig",
+    "serve": "vlaforge.serve.server:ServeConfig",
+}
+
+
+def stage_configs() -> dict[str, type]:
+    """Config class of every preset section."""
+    classes = {}
+    for section, target in SECTIONS.items():
+        module, name = target.split(":")
+        classes[section] = getattr(importlib.import_module(module), name)
+    return classes
+
+
+def resolve(preset: str, overrides: list[str]) -> dict[str, str]:
+    """Per-section override strings of the resolved preset; every section is validated first."""
+    data, source = load_preset_dict(preset)
+    data = apply_overrides(data, split_overrides(overrides))
+    classes = stage_configs()
+    unknown = sorted(set(data) - set(classes))
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s) {unknown}; known: {sorted(classes)}")
+    resolved = {}
+    for section, cls in classes.items():
+        lines = flatten(data.get(section) or {})
+        load(cls, preset, lines, section)  # raises a ConfigError naming the key
+        resolved[section] = "\n".join(lines)
+    return resolved
+
+
+def run_embedded(preset: str, overrides: list[str], root: str = "runs", fresh: bool = False) -> dict:
+    from kfp import local
+
+    from pipelines.full import STAGE_SECTIONS, full_pipeline
+
+    sections = resolve(preset, overrides)
+    root_path = Path(root).resolve()
+    os.environ.setdefault("VLAFORGE_CACHE", str(root_path / "cache"))
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root_path / "pipeline_root"),
+               enable_caching=not fresh, cache_root=str(root_path / "kfp_cache"))
+    args = {f"{section}_overrides": sections[section] for section in set(STAGE_SECTIONS.values())}
+    start = time.perf_counter()
+    run = full_pipeline(preset=preset, **args)
+    elapsed = time.perf_counter() - start
+    report = summarize(run, elapsed)
+    print(yaml.safe_dump(report, sort_keys=False, width=120))
+    return report
+
+
+def summarize(run, elapsed: float) -> dict:
+    """Where the final artifacts are and the headline numbers of each stage."""
+    outputs = {name: artifact.path for name, artifact in run.outputs.items()}
+    report: dict = {"pipeline_seconds": round(elapsed, 1), "artifacts": outputs}
+    llm_summary = Path(outputs["llm"], "train_summary.json")
+    if llm_summary.exists():
+        s = json.loads(llm_summary.read_text())
+        report["llm"] = {k: s[k] for k in ("final_loss", "final_val_loss", "tokens_per_s", "steps", "sample") if k in s}
+    return report
