@@ -9,7 +9,7 @@ SYSTEM_PACKAGES := libosmesa6 chromium
 export MUJOCO_GL ?= osmesa
 export PYOPENGL_PLATFORM ?= osmesa
 
-.PHONY: setup run test test-e2e bench compile clean
+.PHONY: setup run test test-e2e bench compile images golden test-containers clean chart test-chart
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,5 +34,36 @@ bench: setup
 compile: setup
 	$(VENV)/bin/vlaforge compile --out pipelines/compiled
 
+# Stage images <registry>/vlaforge-<family>:<version>. Default: podman from a local Debian base (no registry
+# here); on a cluster builder: make images REGISTRY=registry.example.com/ml BUILDER=docker PUSH=1
+images: setup
+	source scripts/podman-env.sh && $(PY) scripts/build_images.py $(if $(REGISTRY),--registry $(REGISTRY),--local) \
+	  $(if $(BUILDER),--builder $(BUILDER)) $(if $(PUSH),--push)
+
+# Regenerate the checked-in compiled pipelines that tests/kube compares against (default registry and profile).
+golden: setup
+	env -u VLAFORGE_REGISTRY -u VLAFORGE_PROFILE $(VENV)/bin/vlaforge compile --out pipelines/compiled
+
+# The containerised tiny pipeline: podman + kfp.local.DockerRunner + an S3 server on loopback.
+test-containers: images
+	source scripts/podman-env.sh && $(PY) -m pytest -q -m containers tests/kube
+
 clean:
 	rm -rf runs build .cache
+
+# Helm chart: compiled pipelines in (VALUES=<file>: compiled with that file's clusterProfile), lint,
+# render, package into build/chart/.
+chart: setup $(if $(VALUES),,compile)
+	@scripts/install-helm-tools.sh >/dev/null
+	$(PY) scripts/chart_pipelines.py $(if $(VALUES),--values $(VALUES))
+	@mkdir -p build/chart
+	.tools/bin/helm lint --strict charts/vlaforge $(if $(VALUES),-f $(VALUES))
+	.tools/bin/helm template vlaforge charts/vlaforge $(if $(VALUES),-f $(VALUES)) > build/chart/vlaforge.yaml
+	.tools/bin/helm package charts/vlaforge -d build/chart
+
+test-chart: setup
+	$(PY) -m pytest -q tests/chart
+
+.PHONY: protos
+protos: setup  ## regenerate the LBM Eval gRPC stubs (src/vlaforge/serve/protos) from the .proto
+	$(PY) -m vlaforge.serve.protogen

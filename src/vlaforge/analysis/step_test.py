@@ -41,6 +41,7 @@ _NEGLIGIBLE = 1e-300
 _ROUND = 1e-9
 # LP candidates: states whose rejection would cost at most this many times the remaining budget.
 _MAX_COST_RATIO = 1e3
+_DROP = 1e-9
 
 
 def dead_time(n_max: int) -> int:
@@ -173,8 +174,12 @@ def _solve_step(mass: np.ndarray, remaining: np.ndarray, t: int) -> np.ndarray:
     budget = np.maximum(remaining, 0.0)
     # Scale each risk row so that HiGHS's tolerances are relative to the budget, not absolute.
     scale = 1.0 / np.maximum(np.maximum(budget, cost.max(axis=1)), 1e-300)
+    scaled = cost * scale[:, None]
+    # Entries this small cannot matter (all of them together shift a row by < 1e-9 of its budget); dropping
+    # them keeps the LP sparse: each control point only weighs states near its own success rate.
+    scaled[scaled < _DROP / n_var] = 0.0
     a_ub = vstack([
-        coo_matrix(cost * scale[:, None]),
+        coo_matrix(scaled),
         coo_matrix((np.tile([1.0, -1.0], n_rows), (np.repeat(np.arange(n_rows), 2), pairs.ravel())),
                    shape=(n_rows, n_var)),
     ]).tocsr()

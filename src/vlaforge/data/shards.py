@@ -52,7 +52,7 @@ class ShardWriter:
     def _open(self) -> None:
         self._name = f"{self.prefix}-{len(self.shards):06d}"
         self._path = os.path.join(self._tmpdir.name, self._name + ".tar")
-        self._writer = wds.TarWriter(self._path, encoder=False)
+        self._writer = wds.TarWriter(self._path, encoder=False, mtime=0)  # same samples, same bytes
         self._count = 0
 
     def _finish(self) -> None:

@@ -83,18 +83,19 @@ def _encode_all(cfg, metas, is_val, scratch_dir):
             for s in range(0, len(metas), groups_of)]
     paths = [os.path.join(scratch_dir, f"group-{g:05d}.bin") for g in range(len(jobs))]
     results = {}
-    bar = tqdm(total=len(metas), desc="encode episodes", unit="episode")
-    if cfg.num_workers == 0 or len(jobs) == 1:
-        for g, job in enumerate(jobs):
-            results[g] = encode_group(cfg, job, paths[g])
-            bar.update(len(job))
-    else:
-        with ProcessPoolExecutor(min(cfg.num_workers, len(jobs)), mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(encode_group, cfg, job, paths[g]): g for g, job in enumerate(jobs)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                bar.update(len(jobs[futures[future]]))
-    bar.close()
+    with tqdm(total=len(metas), desc="encode episodes", unit="episode") as bar:
+        if cfg.num_workers == 0 or len(jobs) == 1:
+            for g, job in enumerate(jobs):
+                results[g] = encode_group(cfg, job, paths[g])
+                bar.update(len(job))
+        else:
+            with ProcessPoolExecutor(min(cfg.num_workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(encode_group, cfg, job, paths[g]): g for g, job in enumerate(jobs)}
+                for future in as_completed(futures):
+                    if future.exception() is not None:  # stop queued work, then report the bad episode
+                        pool.shutdown(cancel_futures=True)
+                    results[futures[future]] = future.result()
+                    bar.update(len(jobs[futures[future]]))
     if not cfg.image_size:
         _check_frame_sizes(metas, {i: s for g in results for i, s in results[g][2].items()})
     records = [(paths[g], *rec) for g in range(len(jobs)) for rec in results[g][0]]

@@ -20,7 +20,7 @@ near-constant columns): 0.05% of the column's range with the default 4096 bins.
 ``stats.json`` maps each field to ``count``, ``mean``, ``std``, ``min``, ``max``,
 ``percentile_{1,2,5,95,98,99}`` (lists over the field's dimensions) and the same keys with a
 ``_per_timestep`` suffix (lists over window positions of lists over dimensions; the counts are per
-position, since padded window steps are left out).
+position, since padded window steps are left out; a cell that only ever held padding is null).
 """
 
 from __future__ import annotations
@@ -197,12 +197,12 @@ class RunningStats:
             mine.merge(theirs)
 
     def summary(self) -> dict[str, np.ndarray]:
-        """Arrays of shape (columns,) keyed as in ``stats.json``."""
-        if not self.count.all():
-            empty = np.nonzero(self.count == 0)[0].tolist()
-            raise ValueError(f"no values seen for column(s) {empty}")
-        out = {"count": self.count.copy(), "mean": self.mean.copy(),
-               "std": np.sqrt(self.m2 / self.count), "min": self.min.copy(), "max": self.max.copy()}
+        """Arrays of shape (columns,) keyed as in ``stats.json``; NaN where a column saw no value."""
+        seen = self.count > 0
+        nan = np.full(self.columns, np.nan)
+        out = {"count": self.count.copy(), "mean": np.where(seen, self.mean, nan),
+               "std": np.where(seen, np.sqrt(self.m2 / np.maximum(self.count, 1)), nan),
+               "min": np.where(seen, self.min, nan), "max": np.where(seen, self.max, nan)}
         cols = [h.percentiles(PERCENTILES, lo, hi) for h, lo, hi in zip(self.histograms, self.min, self.max)]
         for i, p in enumerate(PERCENTILES):
             out[f"percentile_{p}"] = np.array([c[i] for c in cols])
@@ -234,12 +234,16 @@ class FieldStats:
         self.per_timestep.merge(other.per_timestep)
 
     def to_dict(self) -> dict:
+        """The ``stats.json`` entry; per-timestep cells no sample reached (always padding) are null."""
+        if not self.overall.count.all():
+            raise ValueError("statistics of a field that saw no values")
         out = {}
         for key, value in self.overall.summary().items():
             out[key] = int(value[0]) if key == "count" else value.tolist()
         for key, value in self.per_timestep.summary().items():
             cells = value.reshape(self.window, self.dim)
-            out[f"{key}_per_timestep"] = cells[:, 0].astype(int).tolist() if key == "count" else cells.tolist()
+            out[f"{key}_per_timestep"] = (cells[:, 0].astype(int).tolist() if key == "count" else
+                                          [[None if math.isnan(v) else v for v in row] for row in cells.tolist()])
         return out
 
 

@@ -1,8 +1,11 @@
 """Dynamic batching: predict requests of several clients share one ``policy.predict`` call.
 
 A worker thread takes the first waiting request, then gathers more until ``window_s`` has passed,
-``max_batch`` requests are waiting, or every step call in flight on the server is waiting in this
-batch (``in_flight()``), so a lone client pays no window. The batch runs as one forward pass.
+``max_batch`` requests are waiting, or as many as ``expected()`` (the server's count of active
+clients due for a new chunk), so a lone client pays no window while clients that step in lockstep
+converge on full batches. The wait is also capped by the running mean duration of a predict call:
+waiting longer than a forward pass takes costs more than running a second one. The batch runs as
+one forward pass.
 """
 
 from __future__ import annotations
@@ -50,14 +53,15 @@ class PredictBatcher:
     """Runs ``policy.predict`` on batches of histories gathered from concurrent callers."""
 
     def __init__(self, policy: Policy, window_s: float = 0.005, max_batch: int = 8,
-                 in_flight: Callable[[], int] | None = None):
+                 expected: Callable[[], int] | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.policy = policy
         self.window_s = window_s
         self.max_batch = max_batch
-        self._in_flight = in_flight or (lambda: max_batch)
+        self._expected = expected or (lambda: max_batch)
         self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self.predict_s = window_s  # running mean duration of a predict call
         self.calls = 0  # predict calls made
         self.items = 0  # histories predicted
         self._thread = threading.Thread(target=self._run, name="predict-batcher", daemon=True)
@@ -76,12 +80,12 @@ class PredictBatcher:
         self._thread.join()
 
     def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
-        batch, deadline = [first], time.monotonic() + self.window_s
-        while len(batch) < self.max_batch and len(batch) < self._in_flight():
+        batch, deadline = [first], time.monotonic() + min(self.window_s, self.predict_s)
+        while len(batch) < min(self.max_batch, self._expected()):
             timeout = deadline - time.monotonic()
             if timeout <= 0:
                 break
-            try:  # short slices, so that a drop of in_flight() is seen soon
+            try:  # short slices, so that a drop of expected() is seen soon
                 item = self._queue.get(timeout=min(timeout, POLL_S))
             except queue.Empty:
                 continue
@@ -104,6 +108,7 @@ class PredictBatcher:
                 item.future.set_exception(PolicyError("the predict batcher is closed"))
 
     def _run_batch(self, batch: list[_Request]) -> None:
+        start = time.perf_counter()
         try:
             chunks = self.policy.predict([r.history for r in batch], seed=batch_seed([r.seed for r in batch]))
             chunks = [self._check(chunk) for chunk in chunks]
@@ -117,6 +122,7 @@ class PredictBatcher:
             for r in batch:
                 r.future.set_exception(error)
             return
+        self.predict_s = 0.8 * self.predict_s + 0.2 * (time.perf_counter() - start)
         self.calls += 1
         self.items += len(batch)
         for r, chunk in zip(batch, chunks):

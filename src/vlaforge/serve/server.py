@@ -13,7 +13,6 @@ Observations and actions are translated by :mod:`.mapping`. Bad observations are
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ MAX_MESSAGE_BYTES = 30 * 1024 * 1024
 GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
 DEFAULT_PORT = 50051
+ACTIVE_S = 1.0  # a client silent for longer is not waited for by a batch
 SERVICE_NAMES = [s.full_name for s in pb.DESCRIPTOR.services_by_name.values()]
 
 
@@ -70,7 +70,8 @@ def chunk_seed(seed: int | None, index: int) -> int | None:
 class _Client:
     state: ControlState
     seed: int | None
-    chunks: int = 0
+    chunks: int = 0  # chunks planned since the reset
+    left: int = 0  # actions left in the current chunk
     last_seen: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -119,10 +120,9 @@ class PolicyService(pb_grpc.PolicyStepServiceServicer, pb_grpc.PolicyResetServic
         self.metadata = policy_metadata(policy, checkpoint_path, self.config)
         self._clients: dict[str, _Client] = {}
         self._lock = threading.Lock()
-        self._in_flight = 0
         self.steps = 0
         self.batcher = PredictBatcher(policy, self.config.batch_window_ms / 1000, self.config.max_batch,
-                                      in_flight=lambda: self._in_flight)
+                                      expected=self._due_clients)
 
     def close(self) -> None:
         self.batcher.close()
@@ -150,15 +150,11 @@ class PolicyService(pb_grpc.PolicyStepServiceServicer, pb_grpc.PolicyResetServic
             client.last_seen = now
             return client
 
-    @contextlib.contextmanager
-    def _counted(self):
+    def _due_clients(self) -> int:
+        """Clients active in the last ``ACTIVE_S`` whose next step needs a new chunk."""
+        now = time.monotonic()
         with self._lock:
-            self._in_flight += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._in_flight -= 1
+            return sum(c.left == 0 and now - c.last_seen < ACTIVE_S for c in self._clients.values())
 
     def PolicyReset(self, request, context):
         client_id = _client_id(request, context)
@@ -169,32 +165,32 @@ class PolicyService(pb_grpc.PolicyStepServiceServicer, pb_grpc.PolicyResetServic
 
     def PolicyStep(self, request, context):
         client_id = _client_id(request, context)
-        with self._counted():
-            try:
-                obs = observation_from_proto(request.observation, self.config.mapping, self.cameras,
-                                             self.image_size)
-            except MappingError as err:
-                log.warning("client %s: bad observation: %s", client_id, err)
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-            client = self._client(client_id)
-            with client.lock:
-                if client.state.observe(obs):
-                    try:
-                        chunk = self.batcher.predict(client.state.history(), chunk_seed(client.seed, client.chunks))
-                    except PolicyError as err:
-                        context.abort(grpc.StatusCode.INTERNAL, str(err))
-                    client.state.plan(chunk)
-                    client.chunks += 1
-                action = client.state.next_action()
-            try:
-                reply = action_to_proto(action, request.observation.robot.actual, self.config.mapping)
-            except MappingError as err:
-                context.abort(grpc.StatusCode.INTERNAL, f"policy '{self.policy.name}': {err}")
-            now = time.time()
-            reply.timestamp_sent.sec, reply.timestamp_sent.nanosec = int(now), int(now % 1 * 1e9)
-            with self._lock:
-                self.steps += 1
-            return pb.PolicyStepResponse(success=True, action=reply)
+        try:
+            obs = observation_from_proto(request.observation, self.config.mapping, self.cameras, self.image_size)
+        except MappingError as err:
+            log.warning("client %s: bad observation: %s", client_id, err)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        client = self._client(client_id)
+        with client.lock:
+            if client.state.observe(obs):
+                try:
+                    chunk = self.batcher.predict(client.state.history(), chunk_seed(client.seed, client.chunks))
+                except PolicyError as err:
+                    context.abort(grpc.StatusCode.INTERNAL, str(err))
+                client.state.plan(chunk)
+                client.chunks += 1
+                client.left = min(len(chunk), client.state.execute_steps)
+            action = client.state.next_action()
+            client.left -= 1
+        try:
+            reply = action_to_proto(action, request.observation.robot.actual, self.config.mapping)
+        except MappingError as err:
+            context.abort(grpc.StatusCode.INTERNAL, f"policy '{self.policy.name}': {err}")
+        now = time.time()
+        reply.timestamp_sent.sec, reply.timestamp_sent.nanosec = int(now), int(now % 1 * 1e9)
+        with self._lock:
+            self.steps += 1
+        return pb.PolicyStepResponse(success=True, action=reply)
 
     def GetPolicyMetadata(self, request, context):
         return pb.GetPolicyMetadataResponse(success=True, policy_metadata=self.metadata)

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from vlaforge import storage
+from vlaforge.config import load
 from vlaforge.policies import load_policy
 from vlaforge.policy import ControlState, Policy, step_policy
-from vlaforge.sim.env import check_cameras, episode_seed, make_env, task_spec
+from vlaforge.sim.env import check_cameras, episode_seed, make_env, step_seed, task_spec
 from vlaforge.sim.rollouts import load_task_results, parse_range, plan_task, summarize, task_dirname
 from vlaforge.sim.video import FORMATS, html_gallery, write_video
 from vlaforge.sim.workers import run_jobs
@@ -76,7 +77,7 @@ def run_episode(policy: Policy, job: EpisodeJob) -> dict:
     while True:
         if job.video_uri:
             frames.append(env.render(job.video_camera))
-        action = step_policy(policy, control, obs, seed=(seed + env.steps) % 2**32)
+        action = step_policy(policy, control, obs, seed=step_seed(seed, env.steps))
         obs, success, done = env.step(action)
         if success or done:
             break
@@ -184,3 +185,26 @@ def video_page(out_uri: str, title: str) -> str:
             caption = f"{parts[-6]} {parts[-5]} {parts[-1].rsplit('.', 1)[0]}"
             videos.append((caption, fmt, fs.cat_file(path)))
     return html_gallery(title, videos)
+
+
+def run(policy_spec: str, preset: str, overrides: str | list[str], out_uri: str,
+        model_name: str | None = None, episodes: str = "", videos_uri: str = "") -> dict:
+    """The sim_eval stage: the preset's ``sim_eval`` section with overrides; ``episodes`` (start:end)
+    replaces the section's range when given; ``videos_uri`` receives an HTML page of the videos."""
+    cfg = load(EvalConfig, preset, overrides, "sim_eval")
+    if episodes:
+        cfg.episodes = episodes
+    rep = evaluate(policy_spec, cfg, out_uri, model_name)
+    if videos_uri:
+        storage.write_text(videos_uri, video_page(out_uri, f"sim_eval: {rep['model']}"))
+    return rep
+
+
+def run_baselines(baselines: str, preset: str, overrides: str | list[str], out_uri: str,
+                  episodes: str = "") -> dict[str, dict]:
+    """Evaluate comma-separated baseline names (expert, random, zero) into one ``out_uri``, each as
+    its own model; returns their reports by name."""
+    names = [b.strip() for b in baselines.split(",") if b.strip()]
+    if not names:
+        raise ValueError("no baseline named; give e.g. 'expert,random'")
+    return {name: run(f"baseline:{name}", preset, overrides, out_uri, name, episodes) for name in names}

@@ -1,0 +1,106 @@
+"""The comparison itself: per-task and aggregate summaries, pairwise decisions, letters, headline metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+
+from vlaforge.analysis.aggregate import balanced_outcomes, common_tasks
+from vlaforge.analysis.comparison import PairResult, compare_all
+from vlaforge.analysis.letters import compact_letter_display
+from vlaforge.analysis.results import ResultSet
+from vlaforge.analysis.summary import Summary, summarize
+
+log = logging.getLogger(__name__)
+
+BALANCED = "balanced aggregate"
+UNWEIGHTED = "unweighted aggregate"
+
+
+@dataclass
+class Analysis:
+    """Everything the report shows."""
+
+    budget: int
+    alpha: float
+    seed: int
+    models: list[str]
+    tasks: list[str]
+    rows: list[Summary]
+    pairs: dict[str, list[PairResult]]
+    letters: dict[str, dict[str, str]]
+    common: list[str]
+    excluded: list[str]
+    balanced: list[Summary] = field(default_factory=list)
+    unweighted: list[Summary] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def row(self, task: str, model: str) -> Summary | None:
+        return next((r for r in self.rows if r.task == task and r.model == model), None)
+
+
+def _letters(rows: list[Summary], pairs: list[PairResult]) -> dict[str, str]:
+    order = [r.model for r in sorted(rows, key=lambda r: (-r.rate, r.model))]
+    return compact_letter_display(order, [(p.model0, p.model1) for p in pairs if p.significant])
+
+
+def analyze(results: ResultSet, alpha: float = 0.05, seed: int = 0) -> Analysis:
+    """Summaries, pairwise decisions and letters per task and for the balanced aggregate."""
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    start = time.perf_counter()
+    rows = summarize(results)
+    models, tasks = results.models, results.tasks
+    outcomes = {m: {t: results.outcomes(t, m) for t in tasks} for m in models}
+    pairs, letters = {}, {}
+    for task in tasks:
+        task_rows = [r for r in rows if r.task == task and r.total > 0]
+        compared = {r.model: outcomes[r.model][task] for r in task_rows}
+        pairs[task] = compare_all(task, compared, results.budget, alpha, seed)
+        letters[task] = _letters(task_rows, pairs[task])
+    common, excluded = common_tasks({m: {t: len(o) for t, o in per.items()} for m, per in outcomes.items()})
+    result = Analysis(results.budget, alpha, seed, models, tasks, rows, pairs, letters, common, excluded)
+    if excluded:
+        result.warnings.append(f"tasks excluded from the aggregate (not every model has a completed episode): "
+                               f"{', '.join(excluded)}")
+        log.warning(result.warnings[-1])
+    if common:
+        balanced = balanced_outcomes(outcomes, common, seed)
+        for m in models:
+            seq = balanced[m]
+            done = [r for r in rows if r.model == m and r.task in common]
+            result.balanced.append(Summary(BALANCED, m, len(seq), int(sum(seq)), 0, 0, None))
+            result.unweighted.append(Summary(UNWEIGHTED, m, sum(r.total for r in done),
+                                             sum(r.successes for r in done), sum(r.pending for r in done),
+                                             sum(r.crashed for r in done), None))
+        pairs[BALANCED] = compare_all(BALANCED, balanced, results.budget * len(common), alpha, seed)
+        letters[BALANCED] = _letters(result.balanced, pairs[BALANCED])
+    else:
+        result.warnings.append("no task has completed episodes of every model: no aggregate comparison")
+        log.warning(result.warnings[-1])
+    n_pairs = sum(len(p) for p in pairs.values())
+    log.info("analysed %d models x %d tasks: %d pairwise tests in %.2f s", len(models), len(tasks), n_pairs,
+             time.perf_counter() - start)
+    return result
+
+
+def _metric_name(*parts: str) -> str:
+    return ".".join(re.sub(r"[^A-Za-z0-9_-]+", "_", p) for p in parts)
+
+
+def headline_metrics(analysis: Analysis) -> dict[str, float]:
+    """Numbers for the KFP Metrics artifact: per model aggregate rates and intervals, counts."""
+    metrics: dict[str, float] = {
+        "models": len(analysis.models), "tasks": len(analysis.tasks), "common_tasks": len(analysis.common),
+        "significant_pairs": sum(p.significant for p in analysis.pairs.get(BALANCED, [])),
+    }
+    for bal, unw in zip(analysis.balanced, analysis.unweighted):
+        low, high = bal.ci
+        metrics[_metric_name(bal.model, "balanced_pct")] = bal.pct if bal.total else float("nan")
+        metrics[_metric_name(bal.model, "ci90_low_pct")] = 100 * low
+        metrics[_metric_name(bal.model, "ci90_high_pct")] = 100 * high
+        metrics[_metric_name(bal.model, "unweighted_pct")] = unw.pct if unw.total else float("nan")
+        metrics[_metric_name(bal.model, "episodes")] = unw.total
+    return metrics

@@ -1,0 +1,175 @@
+"""A Hugging Face VLM (Qwen3-VL, SmolVLM, ...) as vlaforge's VLM backbone.
+
+:class:`HFVLMBackbone` loads any image-text-to-text model by hub name or local folder, gains the
+``<|action|>`` token, and gives the VLA the hidden states at that token (:meth:`action_features`).
+:func:`hf_vlm_caption_loss` fine-tunes it on image captions. A vlaforge model folder holding one is
+``config.json`` = ``{"kind": "hf_vlm", "hf_path": "hf"}`` plus the Hugging Face files under ``hf/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from transformers import AutoModelForImageTextToText
+
+from vlaforge import storage
+from vlaforge.models.hf_processor import load_processor
+
+log = logging.getLogger(__name__)
+
+ACTION_TOKEN = "<|action|>"
+CAPTION_PROMPT = "Describe the image."
+KIND = "hf_vlm"
+HF_PATH = "hf"
+
+
+def resolve_dtype(torch_dtype: str) -> str | torch.dtype:
+    if torch_dtype == "auto":
+        return "auto"
+    dtype = getattr(torch, torch_dtype, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"torch_dtype={torch_dtype!r} is not 'auto' or a torch floating dtype (float32, bfloat16, ...)")
+    return dtype
+
+
+class HFVLMBackbone(nn.Module):
+    """An HF image-text-to-text model + its processor, with the ``<|action|>`` token added."""
+
+    kind = KIND
+
+    def __init__(self, name_or_path: str, torch_dtype: str = "auto", freeze: bool = False):
+        super().__init__()
+        self.name_or_path = name_or_path
+        self.model = AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=resolve_dtype(torch_dtype))
+        self.processor = load_processor(name_or_path)
+        tok = self.processor.tokenizer
+        if not getattr(self.processor, "chat_template", None):
+            raise ValueError(f"{name_or_path}: the processor has no chat template; vlaforge builds prompts with it")
+        tok.padding_side = "right"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        if ACTION_TOKEN not in tok.get_vocab():
+            tok.add_tokens([ACTION_TOKEN], special_tokens=True)
+        self.action_token_id = tok.convert_tokens_to_ids(ACTION_TOKEN)
+        if len(tok) > self.model.get_input_embeddings().num_embeddings:
+            self.model.resize_token_embeddings(len(tok))
+        text = self.model.config.get_text_config()
+        self.hidden_size: int = text.hidden_size
+        self.num_layers: int = text.num_hidden_layers
+        self.frozen = freeze
+        if freeze:
+            self.model.requires_grad_(False)
+        self.train(False)
+        log.info("loaded HF VLM %s (%s, %d layers x %d, %.1fM params%s)", name_or_path, self.model.config.model_type,
+                 self.num_layers, self.hidden_size, sum(p.numel() for p in self.model.parameters()) / 1e6,
+                 ", frozen" if freeze else "")
+
+    def train(self, mode: bool = True) -> HFVLMBackbone:
+        """A frozen backbone stays in eval mode (no dropout) while the rest of the policy trains."""
+        super().train(mode and not self.frozen)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    def prompt(self, num_images: int, text: str) -> str:
+        """A user turn with ``num_images`` image placeholders then ``text``, followed by the assistant cue."""
+        content = [{"type": "image"}] * num_images + [{"type": "text", "text": text}]
+        return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                                  tokenize=False)
+
+    def encode(self, images: torch.Tensor, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Processor inputs on the model's device: ``images`` uint8 (B, V, 3, H, W), ``texts`` B prompts."""
+        if images.dtype != torch.uint8 or images.ndim != 5 or images.shape[2] != 3:
+            raise ValueError(f"images must be uint8 (B, V, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        if len(texts) != images.shape[0]:
+            raise ValueError(f"{len(texts)} texts for a batch of {images.shape[0]} image sets")
+        arrays = images.cpu().numpy()
+        enc = self.processor(text=texts, images=[list(views) for views in arrays], padding=True, return_tensors="pt",
+                             input_data_format="channels_first")
+        dtype = self.model.dtype
+        return {k: v.to(self.device, dtype=dtype if v.is_floating_point() else None) for k, v in enc.items()}
+
+    def action_features(self, images: torch.Tensor, instructions: list[str], last_k: int) -> torch.Tensor:
+        """Hidden states at the ``<|action|>`` token of the last ``last_k`` decoder layers: (B, last_k, hidden_size).
+
+        The prompt holds the V views of ``images`` (uint8 (B, V, 3, H, W)), the instruction, then ``<|action|>``.
+        """
+        if not 1 <= last_k <= self.num_layers:
+            raise ValueError(f"last_k={last_k} must lie in [1, {self.num_layers}] (the decoder's layers)")
+        texts = [self.prompt(images.shape[1], instruction) + ACTION_TOKEN for instruction in instructions]
+        enc = self.encode(images, texts)
+        is_action = enc["input_ids"] == self.action_token_id
+        if not bool((is_action.sum(1) == 1).all()):
+            raise ValueError(f"every prompt must hold exactly one {ACTION_TOKEN}; an instruction contains it")
+        position = is_action.int().argmax(1)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            hidden = self.model.model(**enc, output_hidden_states=True, use_cache=False).hidden_states
+        rows = torch.arange(len(texts), device=position.device)
+        return torch.stack([h[rows, position] for h in hidden[-last_k:]], dim=1).float()
+
+    def save(self, out_dir: str) -> None:
+        """Write the model and processor (``save_pretrained`` files) to ``out_dir`` (local or s3://), file by file atomically."""
+        with tempfile.TemporaryDirectory(prefix="vlaforge-hf-save-") as tmp:
+            self.model.save_pretrained(tmp)
+            self.processor.save_pretrained(tmp)
+            storage.upload_dir(tmp, out_dir)
+
+    @classmethod
+    def load(cls, out_dir: str, **kw) -> HFVLMBackbone:
+        """The backbone saved by :meth:`save` at ``out_dir`` (local or s3://); ``kw`` as for the constructor."""
+        with storage.local_dir(out_dir) as local:
+            return cls(local, **kw)
+
+
+def hf_vlm_caption_loss(backbone: HFVLMBackbone, images: torch.Tensor, captions: list[str],
+                        reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy on the caption tokens (and end-of-turn) of each image (B, 1, 3, H, W) uint8.
+
+    The prompt is a user turn with the image and :data:`CAPTION_PROMPT`; the caption is the assistant's
+    answer. Image, prompt and padding positions carry label -100. ``reduction="none"`` gives per-sample means.
+    """
+    prompts = [backbone.prompt(images.shape[1], CAPTION_PROMPT) for _ in captions]
+    eos = backbone.processor.tokenizer.eos_token
+    enc = backbone.encode(images, [p + c + eos for p, c in zip(prompts, captions)])
+    prompt_lengths = backbone.encode(images, prompts)["attention_mask"].sum(1)
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    positions = torch.arange(labels.shape[1], device=labels.device)
+    labels = labels.masked_fill(positions[None] < prompt_lengths[:, None], -100)
+    logits = backbone.model(**enc, use_cache=False).logits
+    loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none")
+    mask = (labels[:, 1:] != -100).float()
+    if reduction == "none":
+        return (loss * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+def save_hf_vlm_artifact(backbone: HFVLMBackbone, out_uri: str) -> None:
+    """A vlaforge model folder: the HF files under ``<out_uri>/hf/``, then the ``config.json`` marker."""
+    backbone.save(storage.join(out_uri, HF_PATH))
+    marker = {"kind": KIND, "hf_path": HF_PATH, "model_type": backbone.model.config.model_type,
+              "source": backbone.name_or_path}
+    storage.write_text(storage.join(out_uri, "config.json"), json.dumps(marker, indent=2) + "\n")
+
+
+def load_hf_vlm_artifact(uri: str, **kw) -> HFVLMBackbone:
+    """The backbone in the vlaforge model folder ``uri`` (local or s3://); ``kw`` as for the constructor."""
+    config_uri = storage.join(uri, "config.json")
+    try:
+        marker = json.loads(storage.read_text(config_uri))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{config_uri}: not JSON ({err})") from err
+    if marker.get("kind") != KIND:
+        raise ValueError(f"{config_uri}: kind={marker.get('kind')!r}, expected {KIND!r} (an HF VLM model folder)")
+    hf_path = marker.get("hf_path", HF_PATH)
+    with storage.local_dir(storage.join(uri, hf_path)) as local:
+        backbone = HFVLMBackbone(local, **kw)
+    backbone.name_or_path = marker.get("source", uri)
+    return backbone

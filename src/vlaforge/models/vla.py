@@ -1,0 +1,162 @@
+"""The VLA: a VLM backbone reads images + instruction; a flow-matching action expert predicts actions.
+
+The backbone appends one ``<|action|>`` token after the images and the instruction; that token's
+hidden states from the backbone's last ``k`` layers condition the action expert, a small
+bidirectional transformer over [conditioning tokens, proprio tokens, noisy action tokens]. Trained
+with flow matching (straight path from noise ``x0`` to actions ``x1``, target velocity ``x1 - x0``);
+inference integrates the velocity from noise in ``flow_steps`` Euler steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vlaforge.models.vit import ViTBlock
+from vlaforge.models.vlm import ACTION_TOKEN, IMAGE_TOKEN, VLM
+
+
+@dataclass
+class ActionExpertConfig:
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    mlp_ratio: float = 4.0
+    last_k_layers: int = 2  # backbone layers whose action-token state conditions the expert
+    flow_steps: int = 8  # Euler steps at inference
+    time_beta: bool = True  # sample flow time from Beta(1.5, 1) (more weight near noise), else uniform
+
+
+class VLMBackbone(nn.Module):
+    """Wraps the from-scratch VLM: tokenizes instructions and returns the action token's hidden states."""
+
+    kind = "vlm"
+
+    def __init__(self, vlm: VLM, tokenizer):
+        super().__init__()
+        self.vlm = vlm
+        self.tokenizer = tokenizer
+        if ACTION_TOKEN not in tokenizer.get_vocab():
+            tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN, ACTION_TOKEN]})
+            vlm.llm.resize_vocab(len(tokenizer))
+        self.action_token_id = tokenizer.convert_tokens_to_ids(ACTION_TOKEN)
+        self._ids: dict[str, list[int]] = {}
+
+    @property
+    def hidden_size(self) -> int:
+        return self.vlm.hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        return self.vlm.num_layers
+
+    def _instruction_ids(self, text: str) -> list[int]:
+        if text not in self._ids:
+            self._ids[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._ids[text]
+
+    def action_features(self, images: torch.Tensor, instructions: list[str], last_k: int) -> torch.Tensor:
+        """uint8 images (B, V, 3, H, W) + instructions -> action-token states (B, last_k, d)."""
+        n_img = images.shape[1] * self.vlm.vit.cfg.tokens_per_image
+        rows = [[self.vlm.image_token_id] * n_img + self._instruction_ids(t) + [self.action_token_id]
+                for t in instructions]
+        length = max(len(r) for r in rows)
+        tokens = torch.full((len(rows), length), self.tokenizer.pad_token_id, dtype=torch.long)
+        for i, row in enumerate(rows):
+            tokens[i, : len(row)] = torch.tensor(row)
+        tokens = tokens.to(images.device)
+        _, hidden = self.vlm.hidden_states(tokens, images)
+        where = torch.tensor([len(r) - 1 for r in rows], device=images.device)
+        picked = [h[torch.arange(len(rows), device=images.device), where] for h in hidden[-last_k:]]
+        return torch.stack(picked, dim=1)
+
+
+def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of flow time t in [0, 1], (B,) -> (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=t.device) / half)
+    angles = 1000.0 * t[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class ActionExpert(nn.Module):
+    """Predicts the flow velocity of a noisy action chunk from conditioning, proprio and time."""
+
+    def __init__(self, cfg: ActionExpertConfig, cond_dim: int, proprio_dim: int, action_dim: int,
+                 n_proprio: int, chunk: int):
+        super().__init__()
+        d = cfg.d_model
+        self.cfg = cfg
+        self.cond_proj = nn.Sequential(nn.LayerNorm(cond_dim), nn.Linear(cond_dim, d))
+        self.proprio_proj = nn.Linear(proprio_dim, d)
+        self.action_in = nn.Linear(action_dim, d)
+        self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        n_tokens = cfg.last_k_layers + n_proprio + 1 + chunk
+        self.pos = nn.Parameter(torch.randn(1, n_tokens, d) * 0.02)
+        self.blocks = nn.ModuleList(ViTBlock(d, cfg.n_heads, cfg.mlp_ratio) for _ in range(cfg.n_layers))
+        self.norm = nn.LayerNorm(d)
+        self.action_out = nn.Linear(d, action_dim)
+        self.chunk = chunk
+
+    def forward(self, cond: torch.Tensor, proprio: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor):
+        temb = self.time_mlp(time_embedding(t, self.cfg.d_model))[:, None]
+        x = torch.cat([self.cond_proj(cond), self.proprio_proj(proprio), temb,
+                       self.action_in(noisy) + temb], dim=1) + self.pos
+        for block in self.blocks:
+            x = block(x)
+        return self.action_out(self.norm(x[:, -self.chunk:]))
+
+
+class VLA(nn.Module):
+    kind = "vla"
+
+    def __init__(self, backbone: nn.Module, cfg: ActionExpertConfig, proprio_dim: int, action_dim: int,
+                 n_proprio: int, chunk: int, freeze_backbone: bool = False):
+        super().__init__()
+        if cfg.last_k_layers > backbone.num_layers:
+            raise ValueError(f"expert.last_k_layers={cfg.last_k_layers} exceeds the backbone's "
+                             f"{backbone.num_layers} layers")
+        self.backbone = backbone
+        self.cfg = cfg
+        self.expert = ActionExpert(cfg, backbone.hidden_size, proprio_dim, action_dim, n_proprio, chunk)
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            for p in backbone.parameters():
+                p.requires_grad_(False)
+
+    def condition(self, batch: dict) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
+            return self.backbone.action_features(batch["images"], batch["instruction"], self.cfg.last_k_layers)
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        """Flow-matching MSE on the (unpadded) future actions."""
+        x1 = batch["actions"]
+        cond = self.condition(batch).float()
+        B = x1.shape[0]
+        if self.cfg.time_beta:
+            t = torch.distributions.Beta(1.5, 1.0).sample((B,)).to(x1.device)
+        else:
+            t = torch.rand(B, device=x1.device)
+        x0 = torch.randn_like(x1)
+        xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * x1
+        v = self.expert(cond, batch["proprio"], xt, t)
+        err = (v.float() - (x1 - x0)).pow(2).mean(-1)
+        mask = batch["action_mask"].float()
+        return (err * mask).sum() / mask.sum().clamp(min=1)
+
+    @torch.no_grad()
+    def sample(self, batch: dict, generator: torch.Generator | None = None, steps: int | None = None) -> torch.Tensor:
+        """Normalised action chunks (B, chunk, action_dim) integrated from noise."""
+        steps = steps or self.cfg.flow_steps
+        cond = self.condition(batch).float()
+        B, device = cond.shape[0], cond.device
+        x = torch.randn((B, self.expert.chunk, self.expert.action_out.out_features), generator=generator,
+                        device="cpu").to(device)
+        for i in range(steps):
+            t = torch.full((B,), i / steps, device=device)
+            x = x + self.expert(cond, batch["proprio"], x, t) / steps
+        return x

@@ -1,0 +1,148 @@
+"""Demonstrations recorded by Meta-World's scripted experts (the record_demos stage).
+
+Each episode of a task is reset with ``episode_seed(task, index, "train")`` (disjoint from the
+evaluation seeds), and the expert acts with Gaussian action noise so that the data covers
+recoveries. Frames of the configured cameras, proprioception (hand xyz, gripper), the applied
+actions and the per-step success flag go to the raw episode format of
+:mod:`vlaforge.robotics.episodes`; ``recording_report.json`` tells the per-task success of the
+experts. Failed demonstrations are left out unless ``keep_failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from vlaforge import storage
+from vlaforge.config import load
+from vlaforge.robotics.episodes import EpisodeWriter
+from vlaforge.sim.baselines import ExpertPolicy
+from vlaforge.sim.env import SimEnv, check_cameras, episode_seed, make_env, step_seed, task_spec
+
+log = logging.getLogger(__name__)
+
+REPORT = "recording_report.json"
+
+
+@dataclass
+class DemoConfig:
+    tasks: list[str] = field(default_factory=lambda: ["reach-v3"])
+    episodes_per_task: int = 4
+    cameras: list[str] = field(default_factory=lambda: ["corner", "behindGripper"])
+    image_size: int = 64
+    action_noise: float = 0.1  # std of the Gaussian noise added to the expert's actions
+    steps_after_success: int = 5  # keep recording this many steps after the first success
+    max_steps: int = 0  # time limit in control steps; 0: each task's own
+    keep_failed: bool = False
+
+
+@dataclass
+class Demo:
+    images: dict[str, np.ndarray]  # camera -> (T, H, W, 3) uint8
+    proprio: np.ndarray  # (T, 4) float32
+    action: np.ndarray  # (T, 4) float32, applied after observing step t
+    success: np.ndarray  # (T,) bool: the task was achieved after action t
+
+    @property
+    def succeeded(self) -> bool:
+        return bool(self.success.any())
+
+
+def record_episode(env: SimEnv, expert: ExpertPolicy, seed: int, steps_after_success: int) -> Demo:
+    """One expert episode in the scene of ``seed``; stops at the time limit or shortly after success."""
+    obs = env.reset(seed)
+    frames: dict[str, list] = {cam: [] for cam in env.cameras}
+    proprio, actions, success = [], [], []
+    first_success = None
+    while True:
+        action = expert.predict([[obs]], seed=step_seed(seed, env.steps))[0][0]
+        for cam in env.cameras:
+            frames[cam].append(obs.images[cam])
+        proprio.append(obs.proprio)
+        actions.append(action)
+        obs, ok, done = env.step(action)
+        success.append(ok)
+        if ok and first_success is None:
+            first_success = env.steps
+        if done or (first_success is not None and env.steps - first_success >= steps_after_success):
+            break
+    return Demo({cam: np.stack(f) for cam, f in frames.items()}, np.stack(proprio).astype(np.float32),
+                np.stack(actions).astype(np.float32), np.array(success, dtype=bool))
+
+
+def _check(cfg: DemoConfig) -> None:
+    if not cfg.tasks:
+        raise ValueError("demos.tasks is empty")
+    for task in cfg.tasks:
+        task_spec(task)
+    check_cameras(cfg.cameras)
+    if cfg.episodes_per_task < 1:
+        raise ValueError(f"demos.episodes_per_task must be >= 1, got {cfg.episodes_per_task}")
+    if cfg.steps_after_success < 0:
+        raise ValueError(f"demos.steps_after_success must be >= 0, got {cfg.steps_after_success}")
+
+
+def record_demos(cfg: DemoConfig, out_uri: str) -> dict:
+    """Record ``cfg.episodes_per_task`` expert episodes of every task into ``out_uri``.
+
+    Returns the recording report (also written to ``<out_uri>/recording_report.json``): per task
+    attempted / succeeded / success_rate / kept / mean_length, plus totals.
+    """
+    _check(cfg)
+    expert = ExpertPolicy(noise=cfg.action_noise)
+    writer = EpisodeWriter(out_uri)
+    tasks: dict[str, dict] = {}
+    started, frames = time.perf_counter(), 0
+    bar = tqdm(total=len(cfg.tasks) * cfg.episodes_per_task, desc="record_demos", unit="episode")
+    for task in cfg.tasks:
+        env = make_env(task, cfg.cameras, cfg.image_size, cfg.max_steps or None)
+        stats = {"attempted": 0, "succeeded": 0, "kept": 0, "lengths": []}
+        for index in range(cfg.episodes_per_task):
+            seed = episode_seed(task, index, "train")
+            demo = record_episode(env, expert, seed, cfg.steps_after_success)
+            stats["attempted"] += 1
+            stats["succeeded"] += demo.succeeded
+            stats["lengths"].append(len(demo.action))
+            frames += len(demo.action)
+            if demo.succeeded or cfg.keep_failed:
+                writer.write(f"{task}-{index:06d}", task, env.spec.instruction, demo.images, demo.proprio,
+                             demo.action, demo.success, seed=seed)
+                stats["kept"] += 1
+            bar.update()
+        lengths = stats.pop("lengths")
+        tasks[task] = {**stats, "success_rate": stats["succeeded"] / stats["attempted"],
+                       "mean_length": float(np.mean(lengths))}
+        log.info("%s: expert succeeded %d/%d, kept %d", task, stats["succeeded"], stats["attempted"],
+                 stats["kept"])
+    bar.close()
+    elapsed = time.perf_counter() - started
+    log.info("recorded %d steps in %.1f s (%.0f steps/s)", frames, elapsed, frames / max(elapsed, 1e-9))
+    if not writer.lines:
+        raise RuntimeError(f"no demonstration succeeded on {', '.join(cfg.tasks)}; nothing to keep "
+                           "(lower demos.action_noise, or set demos.keep_failed=true)")
+    writer.close()
+    attempted = sum(t["attempted"] for t in tasks.values())
+    succeeded = sum(t["succeeded"] for t in tasks.values())
+    report = {"tasks": tasks, "attempted": attempted, "succeeded": succeeded,
+              "success_rate": succeeded / attempted, "kept": len(writer.lines), "config": asdict(cfg)}
+    storage.write_text(storage.join(out_uri, REPORT), json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def run(preset: str, overrides: str | list[str], out_uri: str) -> dict:
+    """The record_demos stage: the preset's ``demos`` section with overrides, into ``out_uri``."""
+    return record_demos(load(DemoConfig, preset, overrides, "demos"), out_uri)
+
+
+def report_metrics(report: dict) -> dict[str, float]:
+    """A recording report as flat metrics: totals and per-task expert success rates."""
+    out = {key: report[key] for key in ("attempted", "succeeded", "success_rate", "kept")}
+    for task, stats in report["tasks"].items():
+        out[f"{task}/success_rate"] = stats["success_rate"]
+        out[f"{task}/kept"] = stats["kept"]
+    return out

@@ -1,0 +1,102 @@
+"""The vla_finetune stage: a VLM backbone + flow-matching action expert on robotics shards.
+
+Output (a self-contained policy bundle, see :mod:`vlaforge.vla.bundle`): weights, ``config.json``
+(``{"kind": "vla", ...}``), the backbone's tokenizer (or HF files), ``stats.json``,
+``normalizer.json``, ``preprocessing_config.yaml``, metrics and checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+import torch
+
+from vlaforge import storage
+from vlaforge.config import load
+from vlaforge.models.vla import VLA, ActionExpertConfig, VLMBackbone
+from vlaforge.robotics.config import read_preprocessing_config
+from vlaforge.robotics.loader import make_loader
+from vlaforge.train import checkpoint as ckpt
+from vlaforge.train.config import TrainConfig
+from vlaforge.train.loop import train
+from vlaforge.vla.bundle import write_bundle_extras
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VLAStageConfig:
+    expert: ActionExpertConfig = field(default_factory=ActionExpertConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    backbone: str = ""  # empty: the VLM input artifact; "hf:<name or path>" starts from a Hugging Face VLM
+    freeze_backbone: bool = False
+    execute_steps: int = 4  # actions executed from each predicted chunk before re-planning
+    num_workers: int = 0  # DataLoader worker processes
+    shuffle_buffer: int = 512
+
+
+class RoboticsTask:
+    stage = "vla_finetune"
+    tokens_per_sample = 0
+
+    def __init__(self, data_uri: str, cfg: VLAStageConfig):
+        self.data_uri, self.cfg = data_uri, cfg
+
+    def train_batches(self, start_sample, rank, world, micro_batch):
+        return iter(make_loader(self.data_uri, micro_batch, self.cfg.num_workers, seed=self.cfg.train.seed,
+                                start_batch=start_sample // micro_batch, shuffle_buffer=self.cfg.shuffle_buffer))
+
+    def val_batches(self, micro_batch):
+        return iter(make_loader(self.data_uri, micro_batch, 0, split="val", infinite=False, shuffle_buffer=0))
+
+    def loss(self, model, batch):
+        return model.loss(batch)
+
+
+def load_backbone(spec: str, freeze: bool = False) -> tuple[torch.nn.Module, dict]:
+    """A VLA backbone from a vlm_pretrain output, an HF VLM artifact, or ``hf:<name or path>``."""
+    if spec.startswith("hf:"):
+        from vlaforge.models.hf_vlm import HFVLMBackbone
+
+        return HFVLMBackbone(spec[3:], freeze=freeze), {"kind": "hf_vlm", "source": spec[3:]}
+    kind = ckpt.read_config(spec).get("kind")
+    if kind == "vlm":
+        from vlaforge.stages.vlm_pretrain import load_vlm
+
+        vlm, tokenizer, config = load_vlm(spec)
+        return VLMBackbone(vlm, tokenizer), config
+    if kind == "hf_vlm":
+        from vlaforge.models.hf_vlm import load_hf_vlm_artifact
+
+        return load_hf_vlm_artifact(spec), {"kind": "hf_vlm", "source": spec}
+    raise ValueError(f"{spec}: a '{kind}' model cannot be a VLA backbone (need vlm_pretrain output or an HF VLM)")
+
+
+def build_vla(backbone: torch.nn.Module, cfg: VLAStageConfig, pre) -> VLA:
+    return VLA(backbone, cfg.expert, pre.proprio_dim, pre.action_dim, pre.past_steps + 1, pre.future_steps,
+               freeze_backbone=cfg.freeze_backbone)
+
+
+def vla_finetune(cfg: VLAStageConfig, backbone_uri: str, robotics_uri: str, out_uri: str) -> dict:
+    torch.manual_seed(cfg.train.seed)
+    pre = read_preprocessing_config(robotics_uri)
+    backbone, backbone_config = load_backbone(cfg.backbone or backbone_uri, cfg.freeze_backbone)
+    model = build_vla(backbone, cfg, pre)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("VLA: %.2fM parameters (%.2fM trainable), cameras %s, image indices %s, chunk %d, execute %d",
+             sum(p.numel() for p in model.parameters()) / 1e6, n_train / 1e6, pre.cameras, pre.image_indices,
+             pre.future_steps, cfg.execute_steps)
+    config = {"kind": "vla", "backbone": backbone_config, "expert": dataclasses.asdict(cfg.expert),
+              "freeze_backbone": cfg.freeze_backbone, "execute_steps": cfg.execute_steps,
+              "train": dataclasses.asdict(cfg.train), "data": robotics_uri}
+    summary = train(model, RoboticsTask(robotics_uri, cfg), cfg.train, out_uri, config)
+    if summary:
+        write_bundle_extras(model, robotics_uri, out_uri)
+    return summary
+
+
+def run(preset: str, overrides: str | list[str] | None, backbone_uri: str, robotics_uri: str, out_uri: str) -> dict:
+    """Stage entry point (CLI and component): the ``vla`` section of ``preset`` + overrides."""
+    return vla_finetune(load(VLAStageConfig, preset, overrides, "vla"), backbone_uri, robotics_uri, out_uri)

@@ -1,0 +1,1 @@
+"""VLA policy bundles: everything inference needs, in one folder."""

@@ -1,0 +1,127 @@
+"""The tiny pipeline in the stage images: podman's docker API + kfp.local.DockerRunner, stage data in a
+real S3 server on loopback (rclone serve s3). Needs `make images`; run by `make test-containers`."""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from vlaforge import storage
+from vlaforge.images import FAMILIES, image
+
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(1800)]
+KEY, SECRET, BUCKET = "vlaforge-test", "vlaforge-test-secret", "vlaforge-data"
+
+
+def _wait_for(check, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def podman_env(repo):
+    if not shutil.which("podman"):
+        pytest.fail("podman is not installed: run `make test-containers` (it runs scripts/podman-env.sh)")
+    subprocess.run([str(repo / "scripts" / "podman-env.sh")], check=True)
+    return {**os.environ, "CONTAINERS_CONF": str(repo / ".tools" / "podman" / "containers.conf")}
+
+
+@pytest.fixture(scope="module")
+def docker_host(podman_env, tmp_path_factory, repo):
+    """podman's docker-compatible API on a private socket, with the stage images present."""
+    missing = [image(f) for f in FAMILIES
+               if subprocess.run(["podman", "image", "exists", image(f)], env=podman_env).returncode != 0]
+    assert not missing, f"images {missing} are not built: run `make images`"
+    sock = tmp_path_factory.mktemp("podman") / "podman.sock"
+    proc = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"], env=podman_env)
+    try:
+        _wait_for(sock.exists, "podman API socket")
+        yield f"unix://{sock}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory, repo):
+    """A real S3 server on loopback; yields the env that points clients at it."""
+    data = tmp_path_factory.mktemp("s3")
+    (data / BUCKET).mkdir()
+    port = _free_port()
+    rclone = shutil.which("rclone") or str(repo / ".venv" / "bin" / "rclone")
+    proc = subprocess.Popen([rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{KEY},{SECRET}",
+                             str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, "rclone S3 server")
+        yield {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": KEY,
+               "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _corpus() -> str:
+    subjects = ["the robot", "a gripper", "the arm", "my policy", "the camera", "a student", "the model"]
+    verbs = ["picks up", "pushes", "opens", "watches", "reaches for", "closes", "moves"]
+    objects = ["the red block", "a small drawer", "the green button", "the window", "a blue cup", "the door"]
+    return "\n".join(f"{s} {v} {o} and then {s2} {v2} {o2}."
+                     for s in subjects for v in verbs for o in objects
+                     for s2, v2, o2 in [(subjects[len(o) % 7], verbs[len(s) % 7], objects[len(v) % 6])])
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    return sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+
+
+def test_tiny_pipeline_in_containers_with_s3_cache_and_failure(docker_host, s3, tmp_path, monkeypatch):
+    from kfp import local
+
+    from vlaforge.kube.local_docker import exit_code_safe_docker
+
+    for name, value in {**s3, "DOCKER_HOST": docker_host}.items():
+        monkeypatch.setenv(name, value)
+    corpus_uri = f"s3://{BUCKET}/corpus/text.txt"
+    storage.write_text(corpus_uri, _corpus())
+    root = tmp_path / "pipeline_root"
+    root.mkdir()
+    root.chmod(0o777)  # the images run as uid 1000; the pipeline root is bind-mounted from this host
+    local.init(runner=local.DockerRunner(network_mode="host", environment=s3), pipeline_root=str(root),
+               enable_caching=True, cache_root=str(tmp_path / "cache"))
+
+    from pipelines.full import STAGE_SECTIONS, full_pipeline
+    from vlaforge.run import resolve
+
+    def run(*overrides, corpus=corpus_uri):
+        sections = resolve("tiny", [f"tokenize.corpus={corpus}", "llm.train.max_steps=20", *overrides])
+        args = {f"{section}_overrides": sections[section] for section in set(STAGE_SECTIONS.values())}
+        with exit_code_safe_docker():
+            return full_pipeline(preset="tiny", **args)
+
+    first = run()
+    (run1,) = _run_dirs(root)
+    model = Path(first.outputs["llm"].path)
+    assert (run1 / "tokenize").is_dir() and any(model.iterdir())
+    assert model.stat().st_uid == 1000, "stages must run as the images' non-root user"
+
+    # one late-stage parameter changed: tokenize comes from the cache, only the LLM trains again
+    second = run("llm.train.lr=0.001")
+    run2 = _run_dirs(root)[-1]
+    assert run2 != run1 and not (run2 / "tokenize").exists() and (run2 / "llm-pretrain").is_dir()
+    assert Path(second.outputs["llm"].path).is_relative_to(run2)
+
+    # a stage that fails inside its container fails the run (kfp's auto-remove would report success)
+    with pytest.raises(RuntimeError, match="FAILURE"):
+        run(corpus=f"s3://{BUCKET}/no-such-corpus/")
