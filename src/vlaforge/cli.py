@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "vlaforge.robotics.cli",
     "vlaforge.sim.cli",
     "vlaforge.analysis.cli",
+    "vlaforge.models.hf_cli",
 ]
 
 

@@ -27,6 +27,16 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _yaml11_number(value: Any) -> Any:
+    """YAML 1.1 reads ``3e-4`` or ``1e+30`` (no dot) as a string; a number field takes the number it spells."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
@@ -62,6 +72,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{source}: '{key}' must be true/false, got {value!r}")
+    if tp in (int, float):
+        value = _yaml11_number(value)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)

@@ -8,10 +8,11 @@ does. It checks the client's requests, not KFP's behaviour beyond those endpoint
 
 from __future__ import annotations
 
-import cgi
+import email.parser
 import importlib.util
 import itertools
 import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -22,6 +23,8 @@ import yaml
 from chart_helpers import CHART, chart_pipelines
 
 API = "/apis/v2beta1"
+# kfp.Client warns on every construction that it needs KFP >= 2.0.0-beta.2.
+pytestmark = pytest.mark.filterwarnings("ignore:This client only works:FutureWarning")
 
 
 def load_script():
@@ -108,9 +111,11 @@ class KfpStandIn:
                 url = urlparse(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 stand_in.requests.append(("POST", url.path))
-                form = cgi.FieldStorage(fp=self.rfile, headers=self.headers,
-                                        environ={"REQUEST_METHOD": "POST", "CONTENT_TYPE": self.headers["Content-Type"]})
-                spec = yaml.safe_load_all(form["uploadfile"].file.read().decode())
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                form = email.parser.BytesParser().parsebytes(
+                    f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body)
+                (upload,) = [part for part in form.get_payload() if part.get_param("name", header="content-disposition") == "uploadfile"]
+                spec = yaml.safe_load_all(upload.get_payload(decode=True).decode())
                 if stand_in.fail_uploads_with:
                     return self._reply(stand_in.fail_uploads_with, {"message": "stand-in failure"})
                 if url.path == f"{API}/pipelines/upload":
@@ -185,6 +190,7 @@ def test_upload_registers_every_pipeline_version_with_the_compiled_spec(kfp_api,
 
 
 def test_upload_is_idempotent_on_409_already_exists(kfp_api, plan, compiled_dir, caplog):
+    caplog.set_level(logging.INFO)
     plan_file, entries = plan
     for entry in entries:  # a previous install registered everything
         kfp_api.add(entry["pipeline"], versions=(entry["version"],))
@@ -200,7 +206,8 @@ def test_upload_adds_a_version_to_an_existing_pipeline(kfp_api, plan, compiled_d
     pid = kfp_api.add(entries[0]["pipeline"], versions=("old-version",))
     assert run("upload", kfp_api, plan_file, compiled_dir) == 0
     assert set(kfp_api.pipelines[pid]["versions"]) == {"old-version", entries[0]["version"]}
-    assert ("POST", f"{API}/pipelines/upload") not in kfp_api.requests[:3]
+    uploads = [r for r in kfp_api.requests if r == ("POST", f"{API}/pipelines/upload")]
+    assert len(uploads) == len(entries) - 1  # only the pipelines KFP did not have yet
 
 
 def test_upload_fails_loudly_on_other_errors(kfp_api, plan, compiled_dir):

@@ -1,6 +1,7 @@
 """The tiny pipeline in the stage images: podman's docker API + kfp.local.DockerRunner, stage data in a
 real S3 server on loopback (rclone serve s3). Needs `make images`; run by `make test-containers`."""
 
+import json
 import os
 import shutil
 import socket
@@ -74,12 +75,13 @@ def s3(tmp_path_factory, repo):
 
 
 def _corpus() -> str:
+    """A small JSON-lines corpus: one made-up sentence pair per document."""
     subjects = ["the robot", "a gripper", "the arm", "my policy", "the camera", "a student", "the model"]
     verbs = ["picks up", "pushes", "opens", "watches", "reaches for", "closes", "moves"]
     objects = ["the red block", "a small drawer", "the green button", "the window", "a blue cup", "the door"]
-    return "\n".join(f"{s} {v} {o} and then {s2} {v2} {o2}."
-                     for s in subjects for v in verbs for o in objects
-                     for s2, v2, o2 in [(subjects[len(o) % 7], verbs[len(s) % 7], objects[len(v) % 6])])
+    docs = [f"{s} {v} {o}. then {subjects[(i + 3) % 7]} {verbs[(i + 5) % 7]} {objects[(i + 1) % 6]}."
+            for i, (s, v, o) in enumerate((s, v, o) for s in subjects for v in verbs for o in objects)]
+    return "\n".join(json.dumps({"text": d}) for d in docs) + "\n"
 
 
 def _run_dirs(root: Path) -> list[Path]:
@@ -93,7 +95,7 @@ def test_tiny_pipeline_in_containers_with_s3_cache_and_failure(docker_host, s3, 
 
     for name, value in {**s3, "DOCKER_HOST": docker_host}.items():
         monkeypatch.setenv(name, value)
-    corpus_uri = f"s3://{BUCKET}/corpus/text.txt"
+    corpus_uri = f"s3://{BUCKET}/corpus/text.jsonl"
     storage.write_text(corpus_uri, _corpus())
     root = tmp_path / "pipeline_root"
     root.mkdir()
@@ -102,13 +104,15 @@ def test_tiny_pipeline_in_containers_with_s3_cache_and_failure(docker_host, s3, 
                enable_caching=True, cache_root=str(tmp_path / "cache"))
 
     from pipelines.full import STAGE_SECTIONS, full_pipeline
-    from vlaforge.run import resolve
 
     def run(*overrides, corpus=corpus_uri):
-        sections = resolve("tiny", [f"tokenize.corpus={corpus}", "llm.train.max_steps=20", *overrides])
-        args = {f"{section}_overrides": sections[section] for section in set(STAGE_SECTIONS.values())}
+        """The tiny preset with the given ``section.key=value`` overrides, each handed to its stage."""
+        per_section = {section: [] for section in set(STAGE_SECTIONS.values())}
+        for item in [f"tokenize.corpus={corpus}", "llm.train.max_steps=20", *overrides]:
+            section, entry = item.split(".", 1)
+            per_section[section].append(entry)
         with exit_code_safe_docker():
-            return full_pipeline(preset="tiny", **args)
+            return full_pipeline(preset="tiny", **{f"{s}_overrides": "\n".join(e) for s, e in per_section.items()})
 
     first = run()
     (run1,) = _run_dirs(root)
@@ -125,3 +129,27 @@ def test_tiny_pipeline_in_containers_with_s3_cache_and_failure(docker_host, s3, 
     # a stage that fails inside its container fails the run (kfp's auto-remove would report success)
     with pytest.raises(RuntimeError, match="FAILURE"):
         run(corpus=f"s3://{BUCKET}/no-such-corpus/")
+
+
+def test_container_exit_code_decides_the_task_status(docker_host, tmp_path, monkeypatch):
+    """kfp's DockerRunner loses the exit code on podman (auto-remove) and calls exit 3 a success."""
+    from kfp import dsl, local
+
+    from vlaforge.kube.local_docker import exit_code_safe_docker
+
+    @dsl.component(base_image=image("analysis"), install_kfp_package=False)
+    def exit_with(code: int):
+        import time
+
+        time.sleep(1)  # long enough for podman's auto-remove to win the race in kfp's own runner
+        raise SystemExit(code)
+
+    monkeypatch.setenv("DOCKER_HOST", docker_host)
+    root = tmp_path / "root"
+    root.mkdir(mode=0o777)
+    root.chmod(0o777)
+    local.init(runner=local.DockerRunner(), pipeline_root=str(root), raise_on_error=True)
+    with exit_code_safe_docker():
+        exit_with(code=0)
+        with pytest.raises(RuntimeError, match="FAILURE"):
+            exit_with(code=3)

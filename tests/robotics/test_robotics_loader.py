@@ -92,6 +92,24 @@ def test_readers_split_the_data_disjointly(dataset, readers):
     assert len(flat) == len(set(flat)) == ds.num_samples
 
 
+def _ddp_rank_ids(rank: int, world: int, uri: str, init_file: str, out: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        ids = [i for b in make_loader(uri, 4, 1, infinite=False) for i in batch_ids(b)]
+        with open(f"{out}.{rank}", "w") as f:
+            json.dump([[a, b.hex(), c.hex()] for a, b, c in ids], f)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_ddp_ranks_read_disjoint_parts(dataset, tmp_path):
+    uri, _ = dataset
+    torch.multiprocessing.spawn(_ddp_rank_ids, args=(2, uri, str(tmp_path / "init"), str(tmp_path / "ids")), nprocs=2)
+    parts = [[tuple(x) for x in json.loads((tmp_path / f"ids.{r}").read_text())] for r in range(2)]
+    assert parts[0] and parts[1] and not set(parts[0]) & set(parts[1])
+    assert len(parts[0]) + len(parts[1]) == RoboticsDataset(uri).num_samples
+
+
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_resume_from_batch_continues_the_same_stream(dataset, num_workers):
     uri, _ = dataset
@@ -128,7 +146,8 @@ def test_inference_and_data_errors(dataset, tmp_path):
     ds = RoboticsDataset(uri, "val", infinite=False)
     ep = next(iter(episodes.values()))
     obs = Observation({"corner": ep.images["corner"][0]}, ep.proprio[0], "go")
-    with pytest.raises(ValueError, match="observation has no camera 'behindGripper' .*trained on cameras corner, behindGripper"):
+    with pytest.raises(ValueError, match="observation has no camera 'behindGripper' .*"
+                                         "trained on cameras corner, behindGripper"):
         observations_to_batch([[obs]], ds.cfg, ds.normalizer)
 
     raw = next(ds._raw_stream(0, 1))
@@ -142,7 +161,8 @@ def test_inference_and_data_errors(dataset, tmp_path):
     stats["action"]["min"] = stats["action"]["min"][:3]
     stats["action"]["max"] = stats["action"]["max"][:3]
     (copy / "stats.json").write_text(json.dumps(stats))
-    with pytest.raises(ValueError, match="stats.json field 'action' has dimension 3 but preprocessing_config.yaml says action_dim 4"):
+    with pytest.raises(ValueError, match="stats.json field 'action' has dimension 3 but "
+                                         "preprocessing_config.yaml says action_dim 4"):
         RoboticsDataset(str(copy))
     del stats["proprio"]
     (copy / "stats.json").write_text(json.dumps(stats))
@@ -150,3 +170,6 @@ def test_inference_and_data_errors(dataset, tmp_path):
         RoboticsDataset(str(copy))
     with pytest.raises(ShardError, match="missing manifest"):
         RoboticsDataset(uri, "test")
+    few = RoboticsDataset(uri, "val", infinite=True)
+    with pytest.raises(ShardError, match=rf"{few.num_samples} samples leave none for reader 60 of 61"):
+        next(few._raw_stream(60, 61))

@@ -74,7 +74,8 @@ def test_clear_errors(data, tmp_path):
     with pytest.raises(ValueError, match="field 'action' lacks percentile_95 needed by mode 'percentile_5_95'"):
         Normalizer.from_stats(stats, "percentile_5_95")
     norm = Normalizer.from_stats(stats, "std")
-    with pytest.raises(ValueError, match=r"field 'action' has dimension 7 \(shape \(3, 7\)\) but its statistics have dimension 4"):
+    with pytest.raises(ValueError, match=r"field 'action' has dimension 7 \(shape \(3, 7\)\) "
+                                         r"but its statistics have dimension 4"):
         norm.normalize("action", np.zeros((3, 7)))
     with pytest.raises(ValueError, match="normalizer has no field 'gripper'"):
         norm.denormalize("gripper", np.zeros(4))

@@ -90,7 +90,8 @@ def test_same_seed_same_output_and_parallel_equals_serial(tmp_path, processed):
     preprocess(replace(cfg, num_workers=2), [raw], str(tmp_path / "again"))
     for split in ("train", "val"):
         first = [(s["__key__"], s["metadata.json"], s["lowdim.npz"]) for s in all_samples(str(out / split))]
-        again = [(s["__key__"], s["metadata.json"], s["lowdim.npz"]) for s in all_samples(str(tmp_path / "again" / split))]
+        again = [(s["__key__"], s["metadata.json"], s["lowdim.npz"])
+                 for s in all_samples(str(tmp_path / "again" / split))]
         assert first == again
     assert (out / "stats.json").read_text() == (tmp_path / "again" / "stats.json").read_text()
 
@@ -195,8 +196,8 @@ def test_different_frame_sizes_need_image_size(tmp_path):
     rng = np.random.default_rng(0)
     big = synthetic_episode(rng, 6, size=24)
     raw = write_custom(tmp_path / "raw", images=big["images"])
-    assert_fails_cleanly(tmp_path, raw, r"camera 'corner' frames are 24x24 but episode 'ep-0' has 16x16; "
-                                        r"set preprocess.image_size")
+    assert_fails_cleanly(tmp_path, raw, r"episode 'ep-1' .*: camera 'corner' frames are 24x24 but camera 'corner' "
+                                        r"of episode 'ep-0' has 16x16; set preprocess.image_size")
     summary = preprocess(PreprocessConfig(num_workers=0, image_size=16, val_fraction=0), [raw], str(tmp_path / "ok"))
     assert summary["train_samples"] == 12
 

@@ -49,3 +49,5 @@ def test_serve_command_errors(capsys):
     assert "unknown baseline policy 'nope'" in capsys.readouterr().err
     assert main(["serve", "baseline:zero", "--port", "0", "--set", "mapping.action_scal=1"]) == 2
     assert "unknown key 'serve.mapping.action_scal'" in capsys.readouterr().err
+    assert main(["serve", "baseline:zero", "--port", "0", "--max-batch", "0"]) == 2
+    assert "serve.max_batch must be at least 1, got 0" in capsys.readouterr().err

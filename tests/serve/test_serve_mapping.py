@@ -71,6 +71,8 @@ def test_resize_to_policy_size(frame):
     ({"height": 15}, r"img\.data: 768 bytes, but height\*width\*channels = 15\*16\*3 = 720"),
     ({"channels": 2}, r"img\.channels"),
     ({"dtype": pb.DTYPE_UINT16}, r"img\.dtype: .*DTYPE_UINT16"),
+    ({"dtype": 9}, r"img\.dtype: .*got 9"),
+    ({"compression": 5}, r"img\.compression: unknown value 5"),
     ({"width": 0}, r"img: height and width must be positive"),
     ({"compression": pb.PNG}, r"img\.data: cannot decode PNG"),
 ])

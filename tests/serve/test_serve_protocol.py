@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
+import os
+import subprocess
+import sys
 
 import pytest
 from google.protobuf import descriptor
@@ -53,6 +55,8 @@ def test_generated_stubs_are_current(tmp_path):
 
 
 def test_stub_version_checks_pass_with_installed_runtime():
-    # the generated headers refuse an older protobuf/grpcio at import time
-    for name in ("lbm_policy_interface_pb2", "lbm_policy_interface_pb2_grpc"):
-        importlib.reload(importlib.import_module(f"vlaforge.serve.protos.{name}"))
+    """The generated headers refuse an older protobuf/grpcio at import: import them afresh."""
+    code = "import vlaforge.serve.protos.lbm_policy_interface_pb2_grpc"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(protogen.SRC_ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr

@@ -33,7 +33,7 @@ def serve():
         server.stop(None).wait()
 
 
-def _check_well_formed(reply, wire):
+def _check_well_formed(reply):
     assert reply.success
     action = reply.action
     assert [p.robot_name for p in action.pose_status] == ["right::panda", "left::panda"]
@@ -82,7 +82,7 @@ def test_two_concurrent_clients_keep_their_own_state(serve, scripted, wire, fram
         results = list(pool.map(lambda a: episode(*a), [("uuid-a", "go left"), ("uuid-b", "go right and close")]))
     for client_id, instruction, replies in results:
         for reply in replies:
-            _check_well_formed(reply, wire)
+            _check_well_formed(reply)
         moves = np.array([_moves(r) for r in replies])
         np.testing.assert_allclose(moves[:, 0], -0.5 if "left" in instruction else 0.5, atol=1e-9)
         # each client runs its own chunks: rows 0, 1, 2 of each, re-planned every 3 steps
@@ -170,7 +170,7 @@ def test_full_size_six_camera_request(serve, scripted, wire):
                "wrist_right_plus"]
     obs = wire.observation({s: rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for s in serials})
     assert obs.ByteSize() > 5 * 2**20
-    _check_well_formed(wire.client(target).step("big", obs), wire)
+    _check_well_formed(wire.client(target).step("big", obs))
 
 
 def test_stop_reports_not_serving(scripted, wire):
@@ -180,3 +180,9 @@ def test_stop_reports_not_serving(scripted, wire):
     server.stop(None).wait()
     with pytest.raises(grpc.RpcError):
         client.health()
+
+
+def test_port_in_use_is_an_error(serve, scripted):
+    server, _ = serve(scripted())
+    with pytest.raises(RuntimeError, match=f"cannot listen on 127.0.0.1:{server.port}"):
+        serve_policy(scripted(), port=server.port, host="127.0.0.1")

@@ -6,18 +6,20 @@ which ``k`` favour policy 1, ``p_hat = k / n_d`` and the test stops when
 Lai's small-``t`` form ``log(1/t) + 1/2 log log(1/t)`` and decreases to 0 for large ``t``. The constant
 ``c`` is calibrated per ``(n_max, alpha)`` by an exact dynamic program over the symmetric random walk of
 discordant pairs (the worst null, ``p0 = p1 = 1/2``), so that the two-sided false-positive rate is at most
-``alpha``. Calibration takes well under a second and is memoised.
+``alpha``. Calibration takes about a second; the constant is cached beside the STEP tables.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 
 import numpy as np
 from scipy.special import xlogy
 from scipy.stats import binom
 
-from vlaforge.analysis.step_test import P0_GREATER, P0_LESS, UNDECIDED
+from vlaforge import storage
+from vlaforge.analysis.step_test import P0_GREATER, P0_LESS, UNDECIDED, cache_dir
 
 
 def boundary(t: np.ndarray) -> np.ndarray:
@@ -73,7 +75,6 @@ def false_positive_rate(c: float, n_max: int) -> float:
     return float(np.dot(binom.pmf(np.arange(n_max + 1), n_max, 0.5), stopped_by))
 
 
-@functools.lru_cache(maxsize=64)
 def calibrate(n_max: int, alpha: float) -> float:
     """The largest ``c`` (to 0.1 % in log scale) whose false-positive rate is at most ``alpha``."""
     if n_max < 1 or not 0.0 < alpha < 1.0:
@@ -88,6 +89,24 @@ def calibrate(n_max: int, alpha: float) -> float:
     return float(np.exp(lo))
 
 
+def constant_uri(n_max: int, alpha: float) -> str:
+    return storage.join(cache_dir(), f"lai_nmax{n_max}_alpha{alpha:.10g}.json")
+
+
+@functools.lru_cache(maxsize=64)
+def get_constant(n_max: int, alpha: float) -> float:
+    """The calibrated ``c`` for ``(n_max, alpha)``: from memory, else the cache file, else calibrated and cached."""
+    uri = constant_uri(n_max, alpha)
+    if storage.exists(uri):
+        try:
+            return float(json.loads(storage.read_text(uri))["c"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{uri}: unreadable Lai constant: {err}") from err
+    c = calibrate(n_max, alpha)
+    storage.write_text(uri, json.dumps({"n_max": n_max, "alpha": alpha, "c": c}))
+    return c
+
+
 def lai_test(outcomes0, outcomes1, n_max: int, alpha: float) -> tuple[str, int]:
     """Run Lai's test on two paired outcome sequences; returns (decision, number of pairs used)."""
     a = np.asarray(outcomes0, dtype=bool)
@@ -95,7 +114,7 @@ def lai_test(outcomes0, outcomes1, n_max: int, alpha: float) -> tuple[str, int]:
     n = min(len(a), len(b), n_max)
     if n == 0:
         return UNDECIDED, 0
-    c = calibrate(int(n_max), float(alpha))
+    c = get_constant(int(n_max), float(alpha))
     a, b = a[:n], b[:n]
     n_d = np.cumsum(a != b)
     k = np.cumsum(b & ~a)

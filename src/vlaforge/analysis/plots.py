@@ -25,6 +25,7 @@ def _colors(models: list[str]) -> dict[str, tuple]:
 def _panel(ax, title: str, rows: list[Summary], models: list[str], letters: dict[str, str],
            colors: dict[str, tuple], markers: dict[str, float] | None = None) -> None:
     by_model = {r.model: r for r in rows}
+    xs, pct, err = [], [], [[], []]
     for i, model in enumerate(models):
         row = by_model.get(model)
         if row is None or row.total == 0:
@@ -34,12 +35,17 @@ def _panel(ax, title: str, rows: list[Summary], models: list[str], letters: dict
         width = 0.38 * density / density.max()
         ax.fill_betweenx(100 * _GRID, i - width, i + width, color=colors[model], alpha=0.35, lw=0)
         low, high = row.ci
-        ax.errorbar(i, row.pct, yerr=[[row.pct - 100 * low], [100 * high - row.pct]], fmt="o", color="black",
-                    ms=4, capsize=3, lw=1.2)
-        if markers and model in markers:
-            ax.plot(i, markers[model], marker="x", color="0.3", ms=6, ls="none")
+        xs.append(i)
+        pct.append(row.pct)
+        err[0].append(row.pct - 100 * low)
+        err[1].append(100 * high - row.pct)
         ax.text(i, min(100 * high + 2, 101), letters.get(model, ""), ha="center", va="bottom", fontsize=9,
                 fontweight="bold")
+    if xs:
+        ax.errorbar(xs, pct, yerr=err, fmt="o", color="black", ms=4, capsize=3, lw=1.2)
+    if markers:
+        shown = [(i, markers[m]) for i, m in enumerate(models) if m in markers]
+        ax.plot([i for i, _ in shown], [v for _, v in shown], marker="x", color="0.3", ms=6, ls="none")
     ax.set_title(title, fontsize=9)
     ax.set_ylim(0, 112)
     ax.set_xlim(-0.6, len(models) - 0.4)
@@ -51,7 +57,7 @@ def _panel(ax, title: str, rows: list[Summary], models: list[str], letters: dict
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
 

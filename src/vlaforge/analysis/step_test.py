@@ -137,31 +137,31 @@ def _solve_step(mass: np.ndarray, remaining: np.ndarray, t: int) -> np.ndarray:
     be rejected with probability below ``1 / _MAX_COST_RATIO`` under some control point; states that
     no control point can reach are rejected for free.
     """
-    xs, ys = np.meshgrid(np.arange(t + 1), np.arange(t + 1), indexing="ij")
-    upper = ys > xs
-    mirror = mass[:, t - ys, t - xs]
-    orbit_cost = np.where(xs + ys == t, mass, mass + mirror)
-    peak = orbit_cost.max(axis=0)
-    free = upper & (peak <= _NEGLIGIBLE)
+    ux, uy = np.triu_indices(t + 1, 1)  # the states with y > x
+    own = mass[:, ux, uy]
+    orbit_cost = np.where(ux + uy == t, own, own + mass[:, t - uy, t - ux])
+    free = orbit_cost.max(axis=0) <= _NEGLIGIBLE
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = (orbit_cost / np.maximum(remaining, 0.0)[:, None, None]).max(axis=0)
-    bad = upper & ~free & ~(ratio <= _MAX_COST_RATIO)
+        affordable = (orbit_cost / np.maximum(remaining, 0.0)[:, None]).max(axis=0) <= _MAX_COST_RATIO
+    bad = np.zeros((t + 1, t + 1), dtype=bool)
+    bad[ux, uy] = ~free & ~affordable
     # A state stays out when a state with fewer policy-0 and more policy-1 successes is out.
-    blocked = np.logical_or.accumulate(np.logical_or.accumulate(bad, axis=0)[:, ::-1], axis=1)[:, ::-1]
-    weights = (free & ~blocked).astype(float)
-    candidate = upper & ~free & ~blocked
-    canonical = candidate & ((xs < t - ys) | ((xs == t - ys) & (ys <= t - xs)))
-    cx, cy = np.nonzero(canonical)
+    blocked = np.logical_or.accumulate(np.logical_or.accumulate(bad, axis=0)[:, ::-1], axis=1)[:, ::-1][ux, uy]
+    weights = np.zeros((t + 1, t + 1))
+    weights[ux[free & ~blocked], uy[free & ~blocked]] = 1.0
+    candidate = ~free & ~blocked
+    canonical = candidate & (ux + uy <= t)
+    cx, cy = ux[canonical], uy[canonical]
     n_var = len(cx)
     if n_var == 0:
         return weights
+    cost = orbit_cost[:, canonical]
     index = np.full((t + 1, t + 1), -1)
     index[cx, cy] = np.arange(n_var)
     index[t - cy, t - cx] = np.arange(n_var)
     size = np.where(cx + cy == t, 1.0, 2.0)
-    cost = orbit_cost[:, cx, cy]
     # Monotone region: w(x, y) <= w(x, y + 1) and w(x, y) <= w(x - 1, y).
-    px, py = np.nonzero(candidate)
+    px, py = ux[candidate], uy[candidate]
     pairs = []
     for nx, ny in ((px, py + 1), (px - 1, py)):
         ok = (ny <= t) & (nx >= 0)
@@ -177,7 +177,7 @@ def _solve_step(mass: np.ndarray, remaining: np.ndarray, t: int) -> np.ndarray:
     scaled = cost * scale[:, None]
     # Entries this small cannot matter (all of them together shift a row by < 1e-9 of its budget); dropping
     # them keeps the LP sparse: each control point only weighs states near its own success rate.
-    scaled[scaled < _DROP / n_var] = 0.0
+    scaled[cost < _DROP * budget[:, None] / n_var] = 0.0
     a_ub = vstack([
         coo_matrix(scaled),
         coo_matrix((np.tile([1.0, -1.0], n_rows), (np.repeat(np.arange(n_rows), 2), pairs.ravel())),
@@ -185,7 +185,7 @@ def _solve_step(mass: np.ndarray, remaining: np.ndarray, t: int) -> np.ndarray:
     ]).tocsr()
     b_ub = np.concatenate([budget * scale, np.zeros(n_rows)])
     log.debug("t=%d: %d LP variables, %d monotonicity rows", t, n_var, n_rows)
-    res = linprog(-size, A_ub=a_ub, b_ub=b_ub, bounds=(0.0, 1.0), method="highs")
+    res = linprog(-size, A_ub=a_ub, b_ub=b_ub, bounds=(0.0, 1.0), method="highs-ds")
     if res.status != 0:
         raise RuntimeError(f"STEP table synthesis: LP at t={t} failed: {res.message}")
     w = np.clip(res.x, 0.0, 1.0)
@@ -193,7 +193,8 @@ def _solve_step(mass: np.ndarray, remaining: np.ndarray, t: int) -> np.ndarray:
     w[w > 1.0 - _ROUND] = 1.0
     weights[cx, cy] = w
     weights[t - cy, t - cx] = w
-    return weights
+    # Remove violations of monotonicity within the LP tolerance (~1e-7): the smallest monotone majorant.
+    return np.maximum.accumulate(np.maximum.accumulate(weights, axis=1)[::-1], axis=0)[::-1]
 
 
 def synthesize(n_max: int, alpha: float, progress: bool = True) -> StepTable:
@@ -213,8 +214,8 @@ def synthesize(n_max: int, alpha: float, progress: bool = True) -> StepTable:
     full = np.zeros((n_max + 1, n_max + 1), dtype=np.int16)
     for t in range(n_max + 1):
         full[t, :] = t + 1
-    frac_keys: list[int] = []
-    frac_probs: list[float] = []
+    frac_keys: list[np.ndarray] = []
+    frac_probs: list[np.ndarray] = []
     dead = dead_time(n_max)
     side = n_max + 1
     for t in tqdm(range(1, n_max + 1), desc=f"STEP table n_max={n_max}", disable=not progress, leave=False):
@@ -226,19 +227,14 @@ def synthesize(n_max: int, alpha: float, progress: bool = True) -> StepTable:
         spent += np.einsum("kxy,xy->k", mass[:, :t + 1, :t + 1], w)
         # Remove the stopped mass of both sides: "y ahead" with weights w, "x ahead" with its swap.
         mass[:, :t + 1, :t + 1] *= (1.0 - w)[None] * (1.0 - w.T)[None]
-        for x in range(t + 1):
-            row = w[x]
-            ones = np.nonzero(row >= 1.0)[0]
-            if len(ones):
-                full[t, x] = ones[0]
-                if not np.all(row[ones[0]:] >= 1.0):
-                    raise RuntimeError(f"STEP table synthesis: non-monotone region at t={t}, x={x}")
-            for y in np.nonzero((row > 0.0) & (row < 1.0))[0]:
-                frac_keys.append((t * side + x) * side + int(y))
-                frac_probs.append(float(row[y]))
-    order = np.argsort(frac_keys)
-    table = StepTable(n_max, alpha, full, np.asarray(frac_keys, dtype=np.int64)[order],
-                      np.asarray(frac_probs, dtype=float)[order])
+        full[t, :t + 1] = t + 1 - (w >= 1.0).sum(axis=1)
+        fx, fy = np.nonzero((w > 0.0) & (w < 1.0))
+        frac_keys.append((t * side + fx) * side + fy)
+        frac_probs.append(w[fx, fy])
+    keys = np.concatenate(frac_keys).astype(np.int64) if frac_keys else np.zeros(0, dtype=np.int64)
+    probs = np.concatenate(frac_probs) if frac_probs else np.zeros(0)
+    order = np.argsort(keys)
+    table = StepTable(n_max, alpha, full, keys[order], probs[order])
     log.info("STEP table n_max=%d alpha=%.3g synthesised in %.1f s (worst-case one-sided risk %.3g of %.3g)",
              n_max, alpha, time.perf_counter() - start, spent.max(), side_alpha)
     return table
@@ -295,3 +291,26 @@ def step_test(outcomes0, outcomes1, n_max: int, alpha: float, seed: int = 0) -> 
         if prob >= 1.0 or (prob > 0.0 and rng.random() < prob):
             return (P0_LESS if y[i] > x[i] else P0_GREATER), int(t[i])
     return UNDECIDED, n
+
+
+def simulate(n_max: int, alpha: float, p0: float, p1: float, reps: int, seed: int = 0) -> dict[str, float]:
+    """Monte-Carlo operating characteristics of STEP for true rates ``p0`` and ``p1``.
+
+    Returns the fractions of runs deciding "p0 < p1" and "p0 > p1" and the mean number of pairs used.
+    """
+    table = get_table(n_max, alpha)
+    rng = np.random.default_rng(seed)
+    x = np.zeros(reps, dtype=np.int64)
+    y = np.zeros(reps, dtype=np.int64)
+    decision = np.zeros(reps, dtype=np.int8)  # 0 running, 1 "p0 < p1", -1 "p0 > p1"
+    used = np.full(reps, n_max)
+    for t in range(1, n_max + 1):
+        live = decision == 0
+        x[live] += rng.random(live.sum()) < p0
+        y[live] += rng.random(live.sum()) < p1
+        prob = table.reject_probability(t, np.minimum(x, y), np.maximum(x, y))
+        stop = live & (x != y) & (rng.random(reps) < prob)
+        decision[stop] = np.where(y[stop] > x[stop], 1, -1)
+        used[stop] = t
+    return {"p0 < p1": float(np.mean(decision == 1)), "p0 > p1": float(np.mean(decision == -1)),
+            "mean_pairs": float(used.mean())}

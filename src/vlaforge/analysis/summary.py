@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-from scipy.stats import binomtest
+from scipy.special import betaincinv
 
 from vlaforge.analysis.results import ResultSet
 
 CONFIDENCE = 0.9
 
 
+@functools.lru_cache(maxsize=65536)
 def clopper_pearson(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Exact binomial interval for ``successes`` out of ``n``; ``n = 0`` gives (0, 1)."""
+    """Exact binomial interval for ``successes`` out of ``n``; ``n = 0`` gives (0, 1).
+
+    The beta-quantile form of the interval that ``scipy.stats.binomtest(s, n).proportion_ci`` computes by
+    root finding (the same numbers, ~100x faster).
+    """
     if n == 0:
         return 0.0, 1.0
     if not 0 <= successes <= n:
         raise ValueError(f"Clopper-Pearson: successes={successes} must lie in 0..n={n}")
-    ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="exact")
-    return float(ci.low), float(ci.high)
+    tail = (1.0 - confidence) / 2.0
+    low = 0.0 if successes == 0 else float(betaincinv(successes, n - successes + 1, tail))
+    high = 1.0 if successes == n else float(betaincinv(successes + 1, n - successes, 1.0 - tail))
+    return low, high
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ PIPELINES = {
     "vlaforge-full": "pipelines.full:full_pipeline",
     "vlaforge-llm-from-dataset": "pipelines.from_artifacts:llm_from_dataset_pipeline",
     "vlaforge-robotics-from-demos": "pipelines.from_artifacts:robotics_from_demos_pipeline",
+    "vlaforge-eval-compare": "pipelines.evaluate_compare:evaluate_compare_pipeline",
 }
 MANIFEST_DIR = "manifests"
 

@@ -18,7 +18,7 @@ def run_container_keeping_exit_code(client, image: str, command: list[str], volu
                                     **container_run_args) -> int:
     """Drop-in for ``kfp.local.docker_task_handler.run_docker_container``; returns the real exit code."""
     image = docker_task_handler.add_latest_tag_if_not_present(image)
-    if not any(image in (img.tags + img.attrs.get("RepoDigests", [])) for img in client.images.list()):
+    if not any(image in (img.tags + (img.attrs.get("RepoDigests") or [])) for img in client.images.list()):
         print(f"Pulling image {image!r}")
         client.images.pull(image)
     container_run_args.pop("auto_remove", None)

@@ -11,7 +11,8 @@ import tempfile
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForImageTextToText, Idefics3Config, PreTrainedTokenizerFast, Qwen2VLConfig, Qwen3VLConfig
+from transformers import (AutoModelForImageTextToText, Idefics3Config, PreTrainedTokenizerFast, Qwen2VLConfig,
+                          Qwen3VLConfig)
 from transformers.models.idefics3 import Idefics3ImageProcessorPil, Idefics3Processor
 from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil, Qwen2VLProcessor
 from transformers.models.qwen3_vl import Qwen3VLProcessor
@@ -32,7 +33,8 @@ TRAINING_TEXT = [
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                  "<|image_pad|>", "<|video_pad|>"]
 QWEN_CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}"
-             "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}{% endif %}"
+             "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+             "{% else %}{{ c['text'] }}{% endif %}"
              "{% endfor %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 IDEFICS3_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<fake_token_around_image>", "<image>", "<end_of_utterance>",
@@ -62,6 +64,7 @@ def text_config(vocab_size: int, hidden_size: int, num_layers: int, **extra) -> 
 def _qwen(family: str, hidden_size: int, num_layers: int, image_size: int):
     tok = bpe_tokenizer(QWEN_SPECIALS, 320, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    roles = dict(bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
     token_ids = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
                      vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
     head_dim = hidden_size // 2
@@ -70,7 +73,7 @@ def _qwen(family: str, hidden_size: int, num_layers: int, image_size: int):
         rope = {"rope_type": "default", "mrope_section": [head_dim // 8, head_dim // 8 + head_dim // 16,
                                                           head_dim // 4 - head_dim // 16], "mrope_interleaved": True}
         config = Qwen3VLConfig(
-            text_config=text_config(len(tok), hidden_size, num_layers, head_dim=head_dim, rope_scaling=rope),
+            text_config=text_config(len(tok), hidden_size, num_layers, head_dim=head_dim, rope_scaling=rope, **roles),
             vision_config=dict(depth=2, hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_heads=2,
                                out_hidden_size=hidden_size, patch_size=patch, spatial_merge_size=2,
                                temporal_patch_size=2, num_position_embeddings=(image_size // patch) ** 2,
@@ -81,7 +84,7 @@ def _qwen(family: str, hidden_size: int, num_layers: int, image_size: int):
         patch = 14
         rope = {"type": "mrope", "mrope_section": [head_dim // 8, head_dim // 8, head_dim // 4]}
         config = Qwen2VLConfig(
-            text_config=text_config(len(tok), hidden_size, num_layers, rope_scaling=rope),
+            text_config=text_config(len(tok), hidden_size, num_layers, rope_scaling=rope, **roles),
             vision_config=dict(depth=1, embed_dim=hidden_size, hidden_size=hidden_size, num_heads=2, mlp_ratio=2,
                                patch_size=patch, spatial_merge_size=2, temporal_patch_size=2),
             **token_ids)
@@ -98,8 +101,8 @@ def _idefics3(hidden_size: int, num_layers: int, image_size: int):
                         pad_token="<|endoftext|>")
     patch, scale = 8, 2
     config = Idefics3Config(
-        text_config=text_config(len(tok), hidden_size, num_layers, model_type="llama",
-                                pad_token_id=tok.pad_token_id),
+        text_config=text_config(len(tok), hidden_size, num_layers, model_type="llama", bos_token_id=tok.bos_token_id,
+                                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
         vision_config=dict(hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=1,
                            num_attention_heads=2, image_size=image_size, patch_size=patch),
         scale_factor=scale, image_token_id=tok.convert_tokens_to_ids("<image>"))
@@ -117,6 +120,8 @@ def build_tiny_hf_vlm(out_uri: str, family: str = "qwen3_vl", hidden_size: int =
         raise ValueError(f"unknown tiny HF VLM family {family!r}; choose one of {', '.join(FAMILIES)}")
     if hidden_size % 16:
         raise ValueError(f"hidden_size={hidden_size} must be a multiple of 16 (2 heads, rotary sections)")
+    if image_size < 32 or image_size % 32:
+        raise ValueError(f"image_size={image_size} must be a positive multiple of 32 (patches x merge size)")
     if family == "idefics3":
         config, processor = _idefics3(hidden_size, num_layers, image_size)
     else:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 
 import torch
@@ -34,7 +33,7 @@ def resolve_dtype(torch_dtype: str) -> str | torch.dtype:
         return "auto"
     dtype = getattr(torch, torch_dtype, None)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"torch_dtype={torch_dtype!r} is not 'auto' or a torch floating dtype (float32, bfloat16, ...)")
+        raise ValueError(f"torch_dtype={torch_dtype!r} is not 'auto' or a floating dtype (float32, bfloat16, ...)")
     return dtype
 
 
@@ -116,7 +115,11 @@ class HFVLMBackbone(nn.Module):
         return torch.stack([h[rows, position] for h in hidden[-last_k:]], dim=1).float()
 
     def save(self, out_dir: str) -> None:
-        """Write the model and processor (``save_pretrained`` files) to ``out_dir`` (local or s3://), file by file atomically."""
+        """Write the model and processor (``save_pretrained`` files) to ``out_dir`` (local or s3://).
+
+        Each file lands atomically; a reader that needs the whole folder waits for a marker written last
+        (:func:`save_hf_vlm_artifact`).
+        """
         with tempfile.TemporaryDirectory(prefix="vlaforge-hf-save-") as tmp:
             self.model.save_pretrained(tmp)
             self.processor.save_pretrained(tmp)
@@ -129,12 +132,11 @@ class HFVLMBackbone(nn.Module):
             return cls(local, **kw)
 
 
-def hf_vlm_caption_loss(backbone: HFVLMBackbone, images: torch.Tensor, captions: list[str],
-                        reduction: str = "mean") -> torch.Tensor:
-    """Next-token cross-entropy on the caption tokens (and end-of-turn) of each image (B, 1, 3, H, W) uint8.
+def caption_inputs(backbone: HFVLMBackbone, images: torch.Tensor,
+                   captions: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Model inputs for caption training and their labels (caption + eos tokens; -100 elsewhere).
 
-    The prompt is a user turn with the image and :data:`CAPTION_PROMPT`; the caption is the assistant's
-    answer. Image, prompt and padding positions carry label -100. ``reduction="none"`` gives per-sample means.
+    The prompt is a user turn with the images and :data:`CAPTION_PROMPT`; the caption is the assistant's answer.
     """
     prompts = [backbone.prompt(images.shape[1], CAPTION_PROMPT) for _ in captions]
     eos = backbone.processor.tokenizer.eos_token
@@ -142,21 +144,38 @@ def hf_vlm_caption_loss(backbone: HFVLMBackbone, images: torch.Tensor, captions:
     prompt_lengths = backbone.encode(images, prompts)["attention_mask"].sum(1)
     labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
     positions = torch.arange(labels.shape[1], device=labels.device)
-    labels = labels.masked_fill(positions[None] < prompt_lengths[:, None], -100)
-    logits = backbone.model(**enc, use_cache=False).logits
-    loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none")
-    mask = (labels[:, 1:] != -100).float()
+    return enc, labels.masked_fill(positions[None] < prompt_lengths[:, None], -100)
+
+
+def hf_vlm_caption_loss(backbone: HFVLMBackbone, images: torch.Tensor, captions: list[str],
+                        reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy on the caption tokens of images (B, 1, 3, H, W) uint8 (see :func:`caption_inputs`).
+
+    Logits are computed only where some row predicts a caption token, not over image and prompt
+    positions. ``reduction="none"`` gives per-sample means.
+    """
+    enc, labels = caption_inputs(backbone, images, captions)
+    targets = labels[:, 1:]
+    keep = (targets != -100).any(0).nonzero().squeeze(1)  # position t predicts token t + 1
+    logits = backbone.model(**enc, use_cache=False, logits_to_keep=keep).logits
+    targets = targets[:, keep]
+    loss = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100, reduction="none")
+    mask = (targets != -100).float()
     if reduction == "none":
         return (loss * mask).sum(1) / mask.sum(1).clamp(min=1)
     return (loss * mask).sum() / mask.sum().clamp(min=1)
 
 
+def artifact_marker(backbone: HFVLMBackbone) -> dict:
+    """The ``config.json`` of an HF VLM model folder."""
+    return {"kind": KIND, "hf_path": HF_PATH, "model_type": backbone.model.config.model_type,
+            "source": backbone.name_or_path}
+
+
 def save_hf_vlm_artifact(backbone: HFVLMBackbone, out_uri: str) -> None:
     """A vlaforge model folder: the HF files under ``<out_uri>/hf/``, then the ``config.json`` marker."""
     backbone.save(storage.join(out_uri, HF_PATH))
-    marker = {"kind": KIND, "hf_path": HF_PATH, "model_type": backbone.model.config.model_type,
-              "source": backbone.name_or_path}
-    storage.write_text(storage.join(out_uri, "config.json"), json.dumps(marker, indent=2) + "\n")
+    storage.write_text(storage.join(out_uri, "config.json"), json.dumps(artifact_marker(backbone), indent=2) + "\n")
 
 
 def load_hf_vlm_artifact(uri: str, **kw) -> HFVLMBackbone:

@@ -42,7 +42,7 @@ class VLMBackbone(nn.Module):
         self.tokenizer = tokenizer
         if ACTION_TOKEN not in tokenizer.get_vocab():
             tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN, ACTION_TOKEN]})
-            vlm.llm.resize_vocab(len(tokenizer))
+        vlm.llm.resize_vocab(len(tokenizer))
         self.action_token_id = tokenizer.convert_tokens_to_ids(ACTION_TOKEN)
         self._ids: dict[str, list[int]] = {}
 

@@ -138,6 +138,58 @@ def _column(table, name: str, where: str) -> np.ndarray:
     return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), -1)
 
 
+def _read_info(src_uri: str) -> dict:
+    info_uri = storage.join(src_uri, "meta", "info.json")
+    info = _read_json(info_uri)
+    version = info.get("codebase_version")
+    if version not in SUPPORTED_VERSIONS:
+        raise LeRobotError(f"{info_uri}: codebase_version {version!r} is not supported "
+                           f"(supported: {', '.join(SUPPORTED_VERSIONS)})")
+    missing = [k for k in ("features", "data_path") if k not in info]
+    features = info.get("features", {})
+    missing += [f"features.{k}" for k in ("observation.state", "action") if k not in features]
+    if missing:
+        raise LeRobotError(f"{info_uri}: missing {', '.join(missing)} (features: {', '.join(features)})")
+    return info
+
+
+def _episode_arrays(src_uri: str, info: dict, index: int, camera_map: dict[str, str], state_slice: str | None,
+                    action_slice: str | None, image_size: int) -> dict:
+    """State, action, success and camera frames of one episode, rows in ``frame_index`` order."""
+    fmt = {"episode_chunk": index // int(info.get("chunks_size", 1000)), "episode_index": index}
+    data_uri = storage.join(src_uri, *info["data_path"].format(**fmt).split("/"))
+    with storage.open_read(data_uri) as f:
+        table = pq.read_table(f)
+    if table.num_rows == 0:
+        raise LeRobotError(f"{data_uri}: episode {index} is empty")
+    table = table.take(np.argsort(_column(table, "frame_index", data_uri), kind="stable"))
+    if not (_column(table, "episode_index", data_uri) == index).all():
+        raise LeRobotError(f"{data_uri}: rows of other episodes than {index}")
+    state = _column(table, "observation.state", data_uri).astype(np.float32)
+    action = _column(table, "action", data_uri).astype(np.float32)
+    out = {"state": state[:, parse_slice(state_slice, state.shape[1], "state_slice")],
+           "action": action[:, parse_slice(action_slice, action.shape[1], "action_slice")],
+           "success": (_column(table, "next.success", data_uri).astype(bool)
+                       if "next.success" in table.column_names else None),
+           "task_index": (int(_column(table, "task_index", data_uri)[0])
+                          if "task_index" in table.column_names else None),
+           "where": data_uri, "images": {}}
+    fps = float(info.get("fps") or 0)
+    for key, cam in camera_map.items():
+        where = f"{data_uri} feature {key!r}"
+        if info["features"][key]["dtype"] == "video":
+            if not fps or "video_path" not in info:
+                raise LeRobotError(f"{src_uri}/meta/info.json: 'fps' and 'video_path' are needed to decode videos")
+            video_uri = storage.join(src_uri, *info["video_path"].format(video_key=key, **fmt).split("/"))
+            frames = _decode_video(video_uri, _column(table, "timestamp", data_uri).astype(float), fps)
+        elif key in table.column_names:
+            frames = _decode_images(table.column(key).to_pylist(), src_uri, where)
+        else:
+            raise LeRobotError(f"{where}: image feature has no column in the parquet")
+        out["images"][cam] = np.stack([prepare_frame(f, image_size) for f in frames])
+    return out
+
+
 def convert_lerobot(src_uri: str, out_uri: str, *, cameras: dict[str, str] | None = None,
                     state_slice: str | None = None, action_slice: str | None = None,
                     proprio_dim: int | None = 4, action_dim: int | None = 4, task: str | None = None,
@@ -146,23 +198,13 @@ def convert_lerobot(src_uri: str, out_uri: str, *, cameras: dict[str, str] | Non
 
     ``proprio_dim``/``action_dim`` (None: keep what the data has) are checked after slicing;
     ``task`` names the task of every episode (default: the dataset folder's name); ``image_size``
-    resizes frames to a square (0 keeps them).
+    resizes frames to a square (0 keeps them). ``episodes.jsonl`` is written last, so a failed
+    import leaves no index behind.
     """
     start = time.perf_counter()
     src_uri = src_uri.rstrip("/")
-    info_uri = storage.join(src_uri, "meta", "info.json")
-    info = _read_json(info_uri)
-    version = info.get("codebase_version")
-    if version not in SUPPORTED_VERSIONS:
-        raise LeRobotError(f"{info_uri}: codebase_version {version!r} is not supported "
-                           f"(supported: {', '.join(SUPPORTED_VERSIONS)})")
-    features = info.get("features", {})
-    for key in ("observation.state", "action"):
-        if key not in features:
-            raise LeRobotError(f"{info_uri}: no feature {key!r} (features: {', '.join(features)})")
-    camera_map = _camera_names(features, cameras, info_uri)
-    fps = float(info.get("fps") or 0)
-    chunk_size = int(info.get("chunks_size", 1000))
+    info = _read_info(src_uri)
+    camera_map = _camera_names(info["features"], cameras, f"{src_uri}/meta/info.json")
     name = task or src_uri.rsplit("/", 1)[-1]
     task_text = {t["task_index"]: t["task"] for t in _read_jsonl(storage.join(src_uri, "meta", "tasks.jsonl"))}
     episodes = _read_jsonl(storage.join(src_uri, "meta", "episodes.jsonl"))
@@ -171,46 +213,21 @@ def convert_lerobot(src_uri: str, out_uri: str, *, cameras: dict[str, str] | Non
     writer = EpisodeWriter(out_uri)
     frames_total = 0
     for entry in tqdm(episodes, desc="import lerobot", unit="episode"):
+        if "episode_index" not in entry:
+            raise LeRobotError(f"{src_uri}/meta/episodes.jsonl: a line lacks episode_index: {entry}")
         index = int(entry["episode_index"])
-        fmt = {"episode_chunk": index // chunk_size, "episode_index": index}
-        data_uri = storage.join(src_uri, *info["data_path"].format(**fmt).split("/"))
-        with storage.open_read(data_uri) as f:
-            table = pq.read_table(f)
-        if table.num_rows == 0:
-            raise LeRobotError(f"{data_uri}: episode {index} is empty")
-        order = np.argsort(_column(table, "frame_index", data_uri), kind="stable")
-        table = table.take(order)
-        if not (_column(table, "episode_index", data_uri) == index).all():
-            raise LeRobotError(f"{data_uri}: rows of other episodes than {index}")
-        state = _column(table, "observation.state", data_uri).astype(np.float32)
-        action = _column(table, "action", data_uri).astype(np.float32)
-        state = state[:, parse_slice(state_slice, state.shape[1], "state_slice")]
-        action = action[:, parse_slice(action_slice, action.shape[1], "action_slice")]
-        for what, array, want, option in (("observation.state", state, proprio_dim, "state_slice"),
-                                          ("action", action, action_dim, "action_slice")):
+        ep = _episode_arrays(src_uri, info, index, camera_map, state_slice, action_slice, image_size)
+        for what, array, want, option in (("observation.state", ep["state"], proprio_dim, "state_slice"),
+                                          ("action", ep["action"], action_dim, "action_slice")):
             if want is not None and array.shape[1] != want:
-                raise LeRobotError(f"{data_uri}: {what} has dimension {array.shape[1]} but {want} is expected; "
-                                   f"pick dimensions with {option} (e.g. '0:{want}')")
-        images = {}
-        for key, cam in camera_map.items():
-            where = f"{data_uri} feature {key!r}"
-            if features[key]["dtype"] == "video":
-                video_uri = storage.join(src_uri, *info["video_path"].format(video_key=key, **fmt).split("/"))
-                if not fps:
-                    raise LeRobotError(f"{info_uri}: 'fps' is needed to decode videos")
-                raw = _decode_video(video_uri, _column(table, "timestamp", data_uri).astype(float), fps)
-            elif key in table.column_names:
-                raw = _decode_images(table.column(key).to_pylist(), src_uri, where)
-            else:
-                raise LeRobotError(f"{where}: image feature has no column in the parquet")
-            images[cam] = np.stack([prepare_frame(f, image_size) for f in raw])
-        has_success = "next.success" in table.column_names
-        success = (_column(table, "next.success", data_uri).astype(bool) if has_success
-                   else np.zeros(len(state), bool))
-        texts = entry.get("tasks") or [task_text.get(int(_column(table, "task_index", data_uri)[0]), "")]
-        writer.write(f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)}-{index:06d}", name, str(texts[0]), images,
-                     state, action, success, episode_success=bool(success.any()) if has_success else True)
-        frames_total += len(state)
+                raise LeRobotError(f"{ep['where']}: {what} has dimension {array.shape[1]} but {want} is "
+                                   f"expected; pick dimensions with {option} (e.g. '0:{want}')")
+        texts = entry.get("tasks") or [task_text.get(ep["task_index"], "")]
+        success = ep["success"] if ep["success"] is not None else np.zeros(len(ep["state"]), bool)
+        writer.write(f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)}-{index:06d}", name, str(texts[0]), ep["images"],
+                     ep["state"], ep["action"], success,
+                     episode_success=True if ep["success"] is None else bool(success.any()))
+        frames_total += len(ep["state"])
     writer.close()
     seconds = time.perf_counter() - start
     summary = {"episodes": len(episodes), "frames": frames_total, "cameras": list(camera_map.values()),

@@ -28,7 +28,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -42,8 +41,6 @@ from vlaforge.robotics.config import PreprocessConfig, read_preprocessing_config
 from vlaforge.robotics.normalize import Normalizer
 from vlaforge.robotics.samples import LANGUAGE, LOWDIM, METADATA, decode_frame, encode_frame
 from vlaforge.robotics.stats import read_stats
-
-log = logging.getLogger(__name__)
 
 
 def decode_sample(raw: dict, cfg: PreprocessConfig, normalizer: Normalizer) -> dict:
@@ -75,27 +72,34 @@ def decode_sample(raw: dict, cfg: PreprocessConfig, normalizer: Normalizer) -> d
     }
 
 
-def _reader() -> tuple[int, int]:
-    """(index, count) of this reader among all DDP ranks x DataLoader workers."""
-    rank, world = 0, 1
+def _ddp_position() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) without an initialised process group."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    info = get_worker_info()
-    worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-    return rank * workers + worker, world * workers
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 class RoboticsDataset(IterableDataset):
-    """Decoded samples of one split (``train``/``val``) of a preprocessed robotics dataset folder."""
+    """Decoded samples of one split (``train``/``val``) of a preprocessed robotics dataset folder.
+
+    ``normalization`` overrides the mode recorded in ``preprocessing_config.yaml``. ``start_batch``
+    and ``batch_size`` resume a stream: each reader skips what it delivered in the first
+    ``start_batch`` batches of a DataLoader with that batch size. ``rank``/``world_size`` default to
+    the DDP process group's, read here in the rank's main process (DataLoader workers have none).
+    """
 
     def __init__(self, uri: str, split: str = "train", *, infinite: bool = True, shuffle_buffer: int = 256,
-                 seed: int = 0, normalization: str | None = None, skip_per_reader: tuple[int, ...] = ()):
+                 seed: int = 0, normalization: str | None = None, start_batch: int = 0, batch_size: int = 1,
+                 rank: int | None = None, world_size: int | None = None):
         self.uri, self.split = uri, split
+        ddp_rank, ddp_world = _ddp_position()
+        self.rank = ddp_rank if rank is None else rank
+        self.world_size = ddp_world if world_size is None else world_size
         self.cfg = read_preprocessing_config(uri)
         self.normalizer = Normalizer.from_stats(read_stats(uri), normalization or self.cfg.normalization)
         self.shards = read_manifest(storage.join(uri, split))
         self.infinite, self.shuffle_buffer, self.seed = infinite, shuffle_buffer, seed
-        self.skip_per_reader = skip_per_reader
+        self.start_batch, self.batch_size = start_batch, batch_size
         for field, dim in (("proprio", self.cfg.proprio_dim), ("action", self.cfg.action_dim)):
             if self.normalizer.dim(field) != dim:
                 raise ValueError(f"{uri}: stats.json field {field!r} has dimension {self.normalizer.dim(field)} "
@@ -110,16 +114,20 @@ class RoboticsDataset(IterableDataset):
             order = np.random.default_rng([self.seed, epoch]).permutation(len(self.shards))
             by_shard = len(self.shards) >= readers
             mine = order[reader::readers] if by_shard else order
-            position = 0
+            position = yielded = 0
             for s in mine:
                 shard = self.shards[s]
                 for sample in iter_samples(shard.uri):
                     position += 1
                     if by_shard or (position - 1) % readers == reader:
                         sample["__shard__"] = shard.uri
+                        yielded += 1
                         yield sample
             if not self.infinite:
                 return
+            if not yielded:
+                raise ShardError(f"{storage.join(self.uri, self.split)}: {self.num_samples} samples leave none for "
+                                 f"reader {reader} of {readers} (DDP ranks x DataLoader workers); use fewer workers")
 
     def _shuffled(self, samples: Iterator[dict], rng: np.random.Generator) -> Iterator[dict]:
         if self.shuffle_buffer <= 1:
@@ -137,19 +145,17 @@ class RoboticsDataset(IterableDataset):
         yield from buffer
 
     def __iter__(self) -> Iterator[dict]:
-        reader, readers = _reader()
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        # DataLoader workers serve batches in turn starting from worker 0; after ``start_batch`` batches
+        # the next one is due from role ``start_batch % workers``, so worker w takes role w + start_batch.
+        role = (worker + self.start_batch) % workers
+        served = (self.start_batch - role + workers - 1) // workers if self.start_batch > role else 0
+        reader, readers = self.rank * workers + role, self.world_size * workers
         rng = np.random.default_rng([self.seed, reader, 1])
         stream = self._shuffled(self._raw_stream(reader, readers), rng)
-        skip = self.skip_per_reader[reader] if reader < len(self.skip_per_reader) else 0
-        for raw in itertools.islice(stream, skip, None):
+        for raw in itertools.islice(stream, served * self.batch_size, None):
             yield decode_sample(raw, self.cfg, self.normalizer)
-
-
-def _skips(start_batch: int, batch_size: int, num_workers: int, world_size: int) -> tuple[int, ...]:
-    """Samples each reader already delivered after ``start_batch`` batches (workers serve batches in turn)."""
-    workers = max(1, num_workers)
-    per_worker = [(start_batch - w + workers - 1) // workers if start_batch > w else 0 for w in range(workers)]
-    return tuple(n * batch_size for _ in range(world_size) for n in per_worker)
 
 
 def make_loader(uri: str, batch_size: int, num_workers: int = 0, *, split: str = "train", infinite: bool = True,
@@ -157,11 +163,8 @@ def make_loader(uri: str, batch_size: int, num_workers: int = 0, *, split: str =
                 pin_memory: bool = False) -> DataLoader:
     """A DataLoader of batches (module docstring) over ``<uri>/<split>``; ``loader.dataset`` holds the
     preprocessing config (``.cfg``) and the normaliser (``.normalizer``) to bundle with the policy."""
-    world = torch.distributed.get_world_size() if (
-        torch.distributed.is_available() and torch.distributed.is_initialized()) else 1
     dataset = RoboticsDataset(uri, split, infinite=infinite, shuffle_buffer=shuffle_buffer, seed=seed,
-                              normalization=normalization,
-                              skip_per_reader=_skips(start_batch, batch_size, num_workers, world))
+                              normalization=normalization, start_batch=start_batch, batch_size=batch_size)
     return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
                       persistent_workers=False)
 

@@ -77,7 +77,9 @@ def split_episodes(n: int, val_fraction: float, seed: int) -> np.ndarray:
     return is_val
 
 
-def _encode_all(cfg, metas, is_val, scratch_dir):
+def _encode_all(cfg: PreprocessConfig, metas: list[EpisodeMeta], is_val: np.ndarray, scratch_dir: str):
+    """Encode every episode (in worker processes when ``cfg.num_workers``): returns the sample records
+    ``(scratch file, episode index, offset, size)`` and the merged train-split statistics."""
     groups_of = max(1, math.ceil(len(metas) / max(1, 4 * cfg.num_workers)))
     jobs = [[(i, metas[i], not is_val[i]) for i in range(s, min(s + groups_of, len(metas)))]
             for s in range(0, len(metas), groups_of)]
@@ -104,15 +106,15 @@ def _encode_all(cfg, metas, is_val, scratch_dir):
 
 
 def _check_frame_sizes(metas: list[EpisodeMeta], shapes: dict[int, dict]) -> None:
-    """Without resizing, every episode's frames must have one size per camera so samples batch."""
-    first = shapes[0]
+    """Without resizing, every camera of every episode must have one frame size, so views stack into a batch."""
+    first_cam, first = next(iter(shapes[0].items()))
     for i, meta in enumerate(metas):
         for cam, shape in shapes[i].items():
-            if shape != first[cam]:
+            if shape != first:
                 raise EpisodeError(
                     f"episode {meta.episode_id!r} ({meta.dataset_uri}): camera {cam!r} frames are "
-                    f"{shape[0]}x{shape[1]} but episode {metas[0].episode_id!r} has {first[cam][0]}x"
-                    f"{first[cam][1]}; set preprocess.image_size to resize them to one size")
+                    f"{shape[0]}x{shape[1]} but camera {first_cam!r} of episode {metas[0].episode_id!r} has "
+                    f"{first[0]}x{first[1]}; set preprocess.image_size to resize them to one size")
 
 
 def _write_split(out_uri: str, records: list, cfg: PreprocessConfig, rng: np.random.Generator) -> tuple[int, int]:

@@ -15,7 +15,8 @@ in at most ``bins`` bins. Coarsening by one exponent merges bin pairs exactly, s
 after any order of updates and merges equals the histogram of all values on the final grid. The
 estimate of an order statistic lies in the same bin as the true one, hence
 ``|estimate - numpy.percentile| <= w < 2 * (max - min) / (bins - 1)`` (or ``w = 2**MIN_EXPONENT`` for
-near-constant columns): 0.05% of the column's range with the default 4096 bins.
+near-constant columns; values beyond 2**30 in magnitude raise that floor so bin indices stay exact
+in float64): 0.05% of the column's range with the default 4096 bins.
 
 ``stats.json`` maps each field to ``count``, ``mean``, ``std``, ``min``, ``max``,
 ``percentile_{1,2,5,95,98,99}`` (lists over the field's dimensions) and the same keys with a

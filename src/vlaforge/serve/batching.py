@@ -1,11 +1,11 @@
 """Dynamic batching: predict requests of several clients share one ``policy.predict`` call.
 
-A worker thread takes the first waiting request, then gathers more until ``window_s`` has passed,
-``max_batch`` requests are waiting, or as many as ``expected()`` (the server's count of active
-clients due for a new chunk), so a lone client pays no window while clients that step in lockstep
-converge on full batches. The wait is also capped by the running mean duration of a predict call:
-waiting longer than a forward pass takes costs more than running a second one. The batch runs as
-one forward pass.
+A worker thread takes the first waiting request and every other one already waiting (up to
+``max_batch``), then waits for more while fewer than ``expected()`` are in (the server's count of
+active clients due for a new chunk), at most ``window_s``: a lone client pays no window while
+clients that step in lockstep converge on full batches. The wait is also capped by the running mean
+duration of a predict call: waiting longer than a forward pass takes costs more than running a
+second one. The batch runs as one forward pass.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ class PredictBatcher:
         self.max_batch = max_batch
         self._expected = expected or (lambda: max_batch)
         self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._closing = threading.Lock()
+        self._closed = False
         self.predict_s = window_s  # running mean duration of a predict call
         self.calls = 0  # predict calls made
         self.items = 0  # histories predicted
@@ -69,26 +71,35 @@ class PredictBatcher:
 
     def predict(self, history: list[Observation], seed: int | None = None) -> np.ndarray:
         """One action chunk for ``history``; blocks until its batch has run."""
-        if not self._thread.is_alive():
-            raise PolicyError("the predict batcher is closed")
         request = _Request(history, seed)
-        self._queue.put(request)
+        with self._closing:
+            if self._closed:
+                raise PolicyError("the predict batcher is closed")
+            self._queue.put(request)
         return request.future.result()
 
     def close(self) -> None:
-        self._queue.put(None)
+        """Stop after the requests already queued; later ones are refused."""
+        with self._closing:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)
         self._thread.join()
 
     def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
+        """``first`` plus every request already waiting, plus those expected within the wait."""
         batch, deadline = [first], time.monotonic() + min(self.window_s, self.predict_s)
-        while len(batch) < min(self.max_batch, self._expected()):
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                break
-            try:  # short slices, so that a drop of expected() is seen soon
-                item = self._queue.get(timeout=min(timeout, POLL_S))
+        while len(batch) < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
             except queue.Empty:
-                continue
+                timeout = deadline - time.monotonic()
+                if timeout <= 0 or len(batch) >= self._expected():
+                    break
+                try:  # short slices, so that a drop of expected() is seen soon
+                    item = self._queue.get(timeout=min(timeout, POLL_S))
+                except queue.Empty:
+                    continue
             if item is None:
                 return batch, True
             batch.append(item)
@@ -100,12 +111,8 @@ class PredictBatcher:
             first = self._queue.get()
             if first is None:
                 break
-            batch, stop = self._gather(first)
+            batch, stop = self._gather(first)  # the close() sentinel is always the last item
             self._run_batch(batch)
-        while not self._queue.empty():  # fail whoever is still waiting
-            item = self._queue.get()
-            if item is not None:
-                item.future.set_exception(PolicyError("the predict batcher is closed"))
 
     def _run_batch(self, batch: list[_Request]) -> None:
         start = time.perf_counter()

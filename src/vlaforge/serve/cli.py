@@ -1,4 +1,7 @@
-"""``vlaforge serve POLICY``: serve a policy over gRPC with the LBM Eval protocol until stopped."""
+"""Serve a policy over gRPC with the LBM Eval protocol until stopped (``vlaforge serve POLICY``).
+
+SIGTERM stops it gracefully; throughput is logged every ``REPORT_EVERY_S`` seconds.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ REPORT_EVERY_S = 30.0
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="serve a policy over gRPC (LBM Eval protocol)",
-                              description=__doc__.splitlines()[0])
+                              description="Serve a policy over gRPC with the LBM Eval protocol until stopped.")
     p.add_argument("policy", help="policy bundle URI (local or s3://) or baseline:<name>")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0: any free)")
     p.add_argument("--host", default="[::]", help="address to listen on (default: all)")

@@ -64,6 +64,13 @@ class MappingConfig:
 
 # --- images ------------------------------------------------------------------------------------
 
+def _enum_name(enum, value: int) -> str:
+    try:
+        return enum.Name(value)
+    except ValueError:
+        return str(value)
+
+
 def decode_image(image: pb.Image, name: str, size: int | None = None, resize: bool = True) -> np.ndarray:
     """An ``HxWx3`` uint8 RGB frame from a protocol ``Image`` (field path ``name``).
 
@@ -71,7 +78,9 @@ def decode_image(image: pb.Image, name: str, size: int | None = None, resize: bo
     """
     if image.dtype != pb.DTYPE_UINT8:
         raise MappingError(f"{name}.dtype: only DTYPE_UINT8 images are supported, got "
-                           f"{pb.ImageDtype.Name(image.dtype)}")
+                           f"{_enum_name(pb.ImageDtype, image.dtype)}")
+    if image.compression not in (pb.NONE, pb.JPG, pb.PNG):
+        raise MappingError(f"{name}.compression: unknown value {image.compression}")
     h, w, c = image.height, image.width, image.channels
     if h <= 0 or w <= 0:
         raise MappingError(f"{name}: height and width must be positive, got {h}x{w}")
@@ -81,7 +90,7 @@ def decode_image(image: pb.Image, name: str, size: int | None = None, resize: bo
         if len(image.data) != h * w * c:
             raise MappingError(f"{name}.data: {len(image.data)} bytes, but height*width*channels = "
                                f"{h}*{w}*{c} = {h * w * c}")
-        frame = np.frombuffer(image.data, dtype=np.uint8).reshape(h, w, c)
+        frame = np.frombuffer(image.data, dtype=np.uint8).reshape(h, w, c).copy()
         if c != 3:
             frame = np.asarray(Image.fromarray(frame.squeeze(-1) if c == 1 else frame).convert("RGB"))
     else:
@@ -97,7 +106,7 @@ def decode_image(image: pb.Image, name: str, size: int | None = None, resize: bo
     if size and (h, w) != (size, size):
         if not resize:
             raise MappingError(f"{name}: image is {h}x{w}, the policy expects {size}x{size}")
-        frame = np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR))
+        frame = np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR, reducing_gap=3.0))
     return frame
 
 

@@ -56,6 +56,14 @@ class ServeConfig:
     client_timeout_s: float = 3600.0  # forget clients silent for this long
     mapping: MappingConfig = field(default_factory=MappingConfig)
 
+    def __post_init__(self):
+        for key in ("max_batch", "max_workers"):
+            if getattr(self, key) < 1:
+                raise vconfig.ConfigError(f"serve.{key} must be at least 1, got {getattr(self, key)}")
+        for key in ("batch_window_ms", "client_timeout_s"):
+            if getattr(self, key) < 0:
+                raise vconfig.ConfigError(f"serve.{key} must not be negative, got {getattr(self, key)}")
+
 
 def load_serve_config(preset: str = "tiny", overrides: str | list[str] | None = None) -> ServeConfig:
     return vconfig.load(ServeConfig, preset, overrides, section="serve")
@@ -246,7 +254,7 @@ def serve_policy(policy: Policy | str, port: int = DEFAULT_PORT, host: str = "[:
     service = PolicyService(policy, config, checkpoint_path or "")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.max_workers,
                                                     thread_name_prefix="policy-server"),
-                         options=GRPC_OPTIONS)
+                         options=[*GRPC_OPTIONS, ("grpc.so_reuseport", 0)])  # a taken port is an error
     pb_grpc.add_PolicyStepServiceServicer_to_server(service, server)
     pb_grpc.add_PolicyResetServiceServicer_to_server(service, server)
     pb_grpc.add_GetPolicyMetadataServiceServicer_to_server(service, server)

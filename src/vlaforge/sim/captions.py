@@ -105,7 +105,7 @@ def make_caption_data(cfg: CaptionConfig, out_uri: str) -> dict:
     counts: dict[str, int] = {}
     with ShardWriter(out_uri, "captions", cfg.samples_per_shard) as writer:
         for task in cfg.tasks:
-            env = make_env(task, cfg.cameras, cfg.image_size)
+            env = make_env(task, [], cfg.image_size)  # render only the final frame of each scene
             for index in tqdm(range(cfg.scenes_per_task), desc=f"caption_data {task}", unit="scene"):
                 seed = episode_seed(task, index, "caption")
                 obs = env.reset(seed)
@@ -119,7 +119,7 @@ def make_caption_data(cfg: CaptionConfig, out_uri: str) -> dict:
                     caption = describe_scene(task, cam, obs.state, success)
                     meta = {"uid": key, "caption": caption, "width": cfg.image_size,
                             "height": cfg.image_size, "task": task, "camera": cam, "seed": seed}
-                    writer.write({"__key__": key, cfg.image_format: encode_image(obs.images[cam], cfg.image_format),
+                    writer.write({"__key__": key, cfg.image_format: encode_image(env.render(cam), cfg.image_format),
                                   "txt": caption.encode(), "json": json.dumps(meta).encode()})
             counts[task] = cfg.scenes_per_task * len(cfg.cameras)
     shards = writer.shards

@@ -23,6 +23,7 @@ from vlaforge.config import load
 from vlaforge.robotics.episodes import EpisodeWriter
 from vlaforge.sim.baselines import ExpertPolicy
 from vlaforge.sim.env import SimEnv, check_cameras, episode_seed, make_env, step_seed, task_spec
+from vlaforge.sim.workers import run_jobs
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class DemoConfig:
     steps_after_success: int = 5  # keep recording this many steps after the first success
     max_steps: int = 0  # time limit in control steps; 0: each task's own
     keep_failed: bool = False
+    workers: int = 0  # recording processes; 0 records in this process
 
 
 @dataclass
@@ -87,49 +89,65 @@ def _check(cfg: DemoConfig) -> None:
         raise ValueError(f"demos.steps_after_success must be >= 0, got {cfg.steps_after_success}")
 
 
+@dataclass(frozen=True)
+class _DemoJob:
+    task: str
+    index: int
+    cfg: DemoConfig
+    out_uri: str
+
+
+def _record_job(job: _DemoJob) -> dict:
+    """Record one episode and, when it is kept, write its file; returns its outcome and index line."""
+    cfg = job.cfg
+    env = make_env(job.task, cfg.cameras, cfg.image_size, cfg.max_steps or None)
+    seed = episode_seed(job.task, job.index, "train")
+    demo = record_episode(env, ExpertPolicy(noise=cfg.action_noise), seed, cfg.steps_after_success)
+    line = None
+    if demo.succeeded or cfg.keep_failed:
+        line = EpisodeWriter(job.out_uri).write(f"{job.task}-{job.index:06d}", job.task, env.spec.instruction,
+                                                demo.images, demo.proprio, demo.action, demo.success, seed=seed)
+    return {"succeeded": demo.succeeded, "length": len(demo.action), "line": line}
+
+
+def _task_report(outcomes: list[dict]) -> dict:
+    succeeded = sum(o["succeeded"] for o in outcomes)
+    return {"attempted": len(outcomes), "succeeded": succeeded, "kept": sum(o["line"] is not None for o in outcomes),
+            "success_rate": succeeded / len(outcomes), "mean_length": float(np.mean([o["length"] for o in outcomes]))}
+
+
 def record_demos(cfg: DemoConfig, out_uri: str) -> dict:
     """Record ``cfg.episodes_per_task`` expert episodes of every task into ``out_uri``.
 
+    Episodes run in ``cfg.workers`` processes (0: in this one); the result does not depend on it.
     Returns the recording report (also written to ``<out_uri>/recording_report.json``): per task
     attempted / succeeded / success_rate / kept / mean_length, plus totals.
     """
     _check(cfg)
-    expert = ExpertPolicy(noise=cfg.action_noise)
-    writer = EpisodeWriter(out_uri)
-    tasks: dict[str, dict] = {}
-    started, frames = time.perf_counter(), 0
-    bar = tqdm(total=len(cfg.tasks) * cfg.episodes_per_task, desc="record_demos", unit="episode")
-    for task in cfg.tasks:
-        env = make_env(task, cfg.cameras, cfg.image_size, cfg.max_steps or None)
-        stats = {"attempted": 0, "succeeded": 0, "kept": 0, "lengths": []}
-        for index in range(cfg.episodes_per_task):
-            seed = episode_seed(task, index, "train")
-            demo = record_episode(env, expert, seed, cfg.steps_after_success)
-            stats["attempted"] += 1
-            stats["succeeded"] += demo.succeeded
-            stats["lengths"].append(len(demo.action))
-            frames += len(demo.action)
-            if demo.succeeded or cfg.keep_failed:
-                writer.write(f"{task}-{index:06d}", task, env.spec.instruction, demo.images, demo.proprio,
-                             demo.action, demo.success, seed=seed)
-                stats["kept"] += 1
-            bar.update()
-        lengths = stats.pop("lengths")
-        tasks[task] = {**stats, "success_rate": stats["succeeded"] / stats["attempted"],
-                       "mean_length": float(np.mean(lengths))}
-        log.info("%s: expert succeeded %d/%d, kept %d", task, stats["succeeded"], stats["attempted"],
-                 stats["kept"])
-    bar.close()
+    jobs = [_DemoJob(task, index, cfg, out_uri) for task in cfg.tasks for index in range(cfg.episodes_per_task)]
+    outcomes: dict[tuple[str, int], dict] = {}
+    started = time.perf_counter()
+    for job, outcome, error in tqdm(run_jobs(_record_job, jobs, cfg.workers), total=len(jobs),
+                                    desc="record_demos", unit="episode"):
+        if error is not None:
+            raise RuntimeError(f"recording {job.task} episode {job.index} failed: {error}")
+        outcomes[job.task, job.index] = outcome
     elapsed = time.perf_counter() - started
-    log.info("recorded %d steps in %.1f s (%.0f steps/s)", frames, elapsed, frames / max(elapsed, 1e-9))
-    if not writer.lines:
+    steps = sum(o["length"] for o in outcomes.values())
+    log.info("recorded %d steps in %.1f s (%.0f steps/s)", steps, elapsed, steps / max(elapsed, 1e-9))
+    tasks = {task: _task_report([outcomes[task, i] for i in range(cfg.episodes_per_task)]) for task in cfg.tasks}
+    for task, t in tasks.items():
+        log.info("%s: expert succeeded %d/%d, kept %d", task, t["succeeded"], t["attempted"], t["kept"])
+    index = EpisodeWriter(out_uri)
+    index.lines = [o["line"] for o in (outcomes[j.task, j.index] for j in jobs) if o["line"] is not None]
+    if not index.lines:
         raise RuntimeError(f"no demonstration succeeded on {', '.join(cfg.tasks)}; nothing to keep "
                            "(lower demos.action_noise, or set demos.keep_failed=true)")
-    writer.close()
+    index.close()
     attempted = sum(t["attempted"] for t in tasks.values())
     succeeded = sum(t["succeeded"] for t in tasks.values())
     report = {"tasks": tasks, "attempted": attempted, "succeeded": succeeded,
-              "success_rate": succeeded / attempted, "kept": len(writer.lines), "config": asdict(cfg)}
+              "success_rate": succeeded / attempted, "kept": len(index.lines), "config": asdict(cfg)}
     storage.write_text(storage.join(out_uri, REPORT), json.dumps(report, indent=2) + "\n")
     return report
 

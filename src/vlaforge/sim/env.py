@@ -16,12 +16,13 @@ the same (task, image size) in one process shares one simulator.
 from __future__ import annotations
 
 import atexit
+import os
 import zlib
 from dataclasses import dataclass
 
+import mujoco  # safe: the package's __init__ (run first) has chosen the OSMesa backend
 import numpy as np
 
-import vlaforge.sim  # noqa: F401  (chooses the OSMesa backend before mujoco is imported)
 from vlaforge.policy import Observation
 
 CAMERAS = ("corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV")
@@ -106,7 +107,6 @@ class _Simulator:
     """One Meta-World environment and its renderer, kept for the life of the process."""
 
     def __init__(self, task: str, image_size: int):
-        import mujoco
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE
 
         self.env = ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[f"{task}-goal-observable"]()
@@ -114,7 +114,12 @@ class _Simulator:
         model.vis.global_.offwidth = image_size
         model.vis.global_.offheight = image_size
         model.vis.quality.offsamples = 0
-        self.renderer = mujoco.Renderer(model, image_size, image_size)
+        try:
+            self.renderer = mujoco.Renderer(model, image_size, image_size)
+        except mujoco.FatalError as err:
+            raise RuntimeError(
+                f"cannot render with MUJOCO_GL={os.environ.get('MUJOCO_GL')}: {err}. Install libosmesa6, and "
+                "set MUJOCO_GL=osmesa (or import vlaforge.sim before anything imports mujoco)") from err
         flags = mujoco.mjtRndFlag
         for flag in (flags.mjRND_SHADOW, flags.mjRND_REFLECTION, flags.mjRND_SKYBOX, flags.mjRND_FOG,
                      flags.mjRND_HAZE):
@@ -166,6 +171,7 @@ class SimEnv:
     def reset(self, seed: int) -> Observation:
         """Start an episode in the scene drawn from ``seed`` (object and goal positions)."""
         env = self._sim.env
+        mujoco.mj_resetData(env.model, env.data)  # no trace of the last episode (arm posture, warm start)
         env._freeze_rand_vec = False
         env.seeded_rand_vec = True
         env.seed(int(seed))

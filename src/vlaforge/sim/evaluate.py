@@ -40,6 +40,7 @@ class EvalConfig:
     video_format: str = "gif"  # gif or mp4
     video_camera: str = "corner"
     video_fps: int = 20
+    always_render: bool = False  # render cameras even for policies that read only the state (benchmarks)
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,10 @@ class EpisodeJob:
 _WORKER: dict = {}
 
 
-def _load_worker_policy(policy_spec: str) -> Policy:
-    """Load the policy once per process (worker setup; also validates it in the parent)."""
+def _load_worker_policy(policy_spec: str) -> None:
+    """Worker setup: load the policy once per process (kept when the parent already loaded it)."""
     if _WORKER.get("spec") != policy_spec:
-        _WORKER["policy"] = load_policy(policy_spec)
-        _WORKER["spec"] = policy_spec
-    return _WORKER["policy"]
+        _WORKER.update(spec=policy_spec, policy=load_policy(policy_spec))
 
 
 def run_episode(policy: Policy, job: EpisodeJob) -> dict:
@@ -115,8 +114,9 @@ def _check(cfg: EvalConfig) -> tuple[int, int]:
 
 def _policy_inputs(policy: Policy, cfg: EvalConfig) -> tuple[tuple[str, ...], int]:
     """Cameras and image size to render: the policy's own (a trained bundle names the ones it was
-    trained with), else the config's; none for a policy that declares ``uses_images = False``."""
-    if not getattr(policy, "uses_images", True):
+    trained with), else the config's; none for a policy that declares ``uses_images = False``
+    (unless ``always_render``)."""
+    if not getattr(policy, "uses_images", True) and not cfg.always_render:
         return (), cfg.image_size
     cameras = tuple(check_cameras(getattr(policy, "cameras", None) or cfg.cameras))
     return cameras, int(getattr(policy, "image_size", None) or cfg.image_size)
@@ -129,7 +129,8 @@ def evaluate(policy_spec: str, cfg: EvalConfig, out_uri: str, model_name: str | 
     task, the success rate over every finished episode of that (model, task) in ``out_uri``.
     """
     start, end = _check(cfg)
-    policy = _load_worker_policy(policy_spec)
+    policy = load_policy(policy_spec)  # fails here, before anything is written, if it cannot load
+    _WORKER.update(spec=policy_spec, policy=policy)  # workers=0 runs episodes in this process
     model = model_name or policy.name
     cameras, image_size = _policy_inputs(policy, cfg)
     runs = {task: plan_task(out_uri, model, task, start, end, cfg.max_sample_size_per_model)

@@ -99,8 +99,8 @@ def plan_task(out_uri: str, model: str, task: str, start: int, end: int, budget:
     """The results file that will hold episodes ``start:end`` of (model, task).
 
     An earlier file holding exactly these indices is resumed; otherwise a new file (saved by the
-    caller) lists every episode as pending. Overlap with other existing episodes, indices at or
-    beyond the budget, and more episodes in total than the budget are errors naming the conflict.
+    caller) lists every episode as pending. Indices at or beyond the budget and overlap with other
+    existing episodes are errors naming the conflict; together they keep (model, task) in budget.
     """
     name = f"{model}/{task_dirname(task)}"
     if end > budget:
@@ -114,18 +114,13 @@ def plan_task(out_uri: str, model: str, task: str, start: int, end: int, budget:
                                f"uses {budget}; one value must hold across all files")
         if set(f.records) == wanted:
             return f
-    taken = set()
     for f in existing:
         overlap = wanted & set(f.records)
         if overlap:
             raise RolloutError(
                 f"{name}: episodes {_span(overlap)} already exist in {f.uri}; request a range that "
                 f"does not overlap, or repeat that file's exact range to resume it")
-        taken |= set(f.records)
-    if len(taken) + len(wanted) > budget:
-        raise RolloutError(f"{name}: {len(taken)} existing + {len(wanted)} requested episodes exceed "
-                           f"max_sample_size_per_model={budget}")
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%S-%fZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H-%M-%S-%fZ")
     run = RolloutFile(storage.join(task_dir(out_uri, model, task), stamp, RESULTS), budget,
                       {i: pending_record(task_dirname(task), i) for i in sorted(wanted)})
     return run
