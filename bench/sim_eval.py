@@ -8,6 +8,9 @@ starting the worker processes. On a shared machine the figures move with its loa
 average is printed beside them.
 
     .venv/bin/python bench/sim_eval.py [--tasks reach-v3 push-v3] [--episodes 8] [--workers 1 2]
+
+Worker start-up (spawning, importing MuJoCo and Meta-World, loading the policy: seconds on a busy
+machine) is part of every figure.
 """
 
 from __future__ import annotations
@@ -37,21 +40,24 @@ def measure(tasks: list[str], episodes: int, workers: int, render: bool, image_s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=["reach-v3", "push-v3"])
-    parser.add_argument("--episodes", type=int, default=8, help="episodes per task")
+    parser.add_argument("--episodes", type=int, default=8, help="episodes per task, rendered")
+    parser.add_argument("--state-only-episodes", type=int, default=32,
+                        help="episodes per task, state-only (short episodes: more of them, so that starting "
+                             "the workers does not dominate)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--image-size", type=int, default=64)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    print(f"sim_eval throughput: expert on {', '.join(args.tasks)}, {args.episodes} episodes per task, "
-          f"{os.cpu_count()} CPUs")
-    print(f"{'setting':<12} {'workers':>7} {'episodes/min':>13} {'vs 1st':>7} {'load avg':>9}")
-    for render in (True, False):
+    print(f"sim_eval throughput: expert on {', '.join(args.tasks)}, {os.cpu_count()} CPUs, "
+          f"{args.image_size}x{args.image_size} corner + behindGripper when rendered")
+    print(f"{'setting':<12} {'episodes':>8} {'workers':>7} {'episodes/min':>13} {'vs 1st':>7} {'load avg':>9}")
+    for render, episodes in ((True, args.episodes), (False, args.state_only_episodes)):
         base = None
         for workers in args.workers:
-            rate = measure(args.tasks, args.episodes, workers, render, args.image_size)
+            rate = measure(args.tasks, episodes, workers, render, args.image_size)
             base = base or rate
-            print(f"{'rendered' if render else 'state-only':<12} {workers:>7} {rate:>13.1f} "
-                  f"{rate / base:>6.2f}x {os.getloadavg()[0]:>9.2f}", flush=True)
+            print(f"{'rendered' if render else 'state-only':<12} {episodes * len(args.tasks):>8} {workers:>7} "
+                  f"{rate:>13.1f} {rate / base:>6.2f}x {os.getloadavg()[0]:>9.2f}", flush=True)
 
 
 if __name__ == "__main__":

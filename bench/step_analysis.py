@@ -62,18 +62,22 @@ def fisher_power(p0: float, p1: float, n: int, alpha: float, reps: int, seed: in
 
 def bench_operating(reps: int) -> None:
     n_max, alpha = 200, 0.05
-    print(f"STEP operating characteristics, n_max={n_max}, alpha={alpha}, {reps} runs each:")
+    print(f"STEP operating characteristics, n_max={n_max}, alpha={alpha} (exact by dynamic programming; "
+          f"Monte-Carlo with {reps} runs):")
     for p in (0.05, 0.2, 0.5, 0.8, 0.95):
-        r = step_test.simulate(n_max, alpha, p, p, reps, seed=int(100 * p))
-        wrong = r["p0 < p1"] + r["p0 > p1"]
-        print(f"  p0 = p1 = {p:4.2f}: false-positive rate {wrong:.4f} (+- {np.sqrt(wrong * (1 - wrong) / reps):.4f})"
-              f", mean pairs {r['mean_pairs']:.0f}")
-    r = step_test.simulate(n_max, alpha, 0.5, 0.8, reps, seed=7)
-    fixed = fisher_power(0.5, 0.8, n_max, alpha, min(reps, 2000), seed=7)
-    print(f"  power p0=0.5 vs p1=0.8: STEP {r['p0 < p1']:.4f} with {r['mean_pairs']:.1f} pairs on average "
-          f"({r['mean_pairs'] / n_max:.2f} of n_max); wrong direction {r['p0 > p1']:.4f}")
-    print(f"  baseline: Fisher exact on all {n_max} pairs: power {fixed:.4f}; "
-          f"STEP uses {n_max / r['mean_pairs']:.1f}x fewer pairs")
+        exact = step_test.exact_characteristics(n_max, alpha, p, p)
+        mc = step_test.simulate(n_max, alpha, p, p, reps, seed=int(100 * p))
+        wrong = mc["p0 < p1"] + mc["p0 > p1"]
+        print(f"  p0 = p1 = {p:4.2f}: false-positive rate exact {exact['p0 < p1'] + exact['p0 > p1']:.4f}, "
+              f"simulated {wrong:.4f} +- {np.sqrt(wrong * (1 - wrong) / reps):.4f}")
+    for p1 in (0.8, 0.65):
+        exact = step_test.exact_characteristics(n_max, alpha, 0.5, p1)
+        mc = step_test.simulate(n_max, alpha, 0.5, p1, reps, seed=7)
+        fixed = fisher_power(0.5, p1, n_max, alpha, min(reps, 2000), seed=7)
+        print(f"  p0=0.5 vs p1={p1}: STEP power exact {exact['p0 < p1']:.4f} (simulated {mc['p0 < p1']:.4f}), "
+              f"wrong direction {exact['p0 > p1']:.2e}, {exact['mean_pairs']:.1f} pairs on average")
+        print(f"      baseline Fisher exact test on all {n_max} pairs: power {fixed:.4f}; "
+              f"STEP uses {n_max / exact['mean_pairs']:.2f}x fewer pairs")
 
 
 def main() -> None:

@@ -1,32 +1,90 @@
-"""The full vlaforge DAG: tokenize -> llm_pretrain (later stages join as they land).
+"""The full vlaforge DAG.
 
-Every stage takes the preset name and its own overrides, so changing one stage's parameters
-changes only that task's cache key: upstream tasks are served from the cache.
+    tokenize -> llm_pretrain --+
+    caption_data --------------+-> vlm_pretrain --+
+    record_demos -> preprocess_robotics ----------+-> vla_finetune -> sim_eval --+
+    sim_eval_baselines ----------------------------------------------------------+-> step_analysis
+
+Every stage takes the preset name and its own overrides, so changing one stage's parameters changes
+only that task's cache key: upstream tasks are served from the cache. Cluster settings (GPUs, node
+selectors, tolerations, /dev/shm, S3 secret, retries) come from the cluster profile.
 """
 
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Model
+from kfp.dsl import HTML, Dataset, Model
 
+from components.caption_data.component import caption_data
 from components.llm_pretrain.component import llm_pretrain
+from components.preprocess_robotics.component import preprocess_robotics
+from components.record_demos.component import record_demos
+from components.sim_eval.component import sim_eval, sim_eval_baselines
+from components.step_analysis.component import step_analysis
 from components.tokenize.component import tokenize
+from components.vla_finetune.component import vla_finetune
+from components.vlm_pretrain.component import vlm_pretrain
+from vlaforge.kube.profile import apply_profile
 
 PIPELINE_NAME = "vlaforge-full"
-STAGE_SECTIONS = {"tokenize": "tokenize", "llm_pretrain": "llm"}
+# pipeline parameter prefix -> preset section
+STAGE_SECTIONS = {"tokenize": "tokenize", "llm": "llm", "captions": "captions", "vlm": "vlm", "demos": "demos",
+                  "preprocess": "preprocess", "vla": "vla", "sim_eval": "sim_eval"}
+
+
+def _stage(task, name: str):
+    return apply_profile(task.set_display_name(name.replace("_", "-")), name)
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Text -> LLM -> VLM -> VLA -> simulation -> STEP comparison.")
-def full_pipeline(preset: str = "tiny", tokenize_overrides: str = "",
-                  llm_overrides: str = "") -> NamedTuple("Outputs", llm=Model):
-    """Train a VLA policy end to end and compare it with baselines.
+def full_pipeline(
+    preset: str = "tiny",
+    tokenize_overrides: str = "",
+    llm_overrides: str = "",
+    captions_overrides: str = "",
+    caption_source_uri: str = "",
+    vlm_overrides: str = "",
+    demos_overrides: str = "",
+    preprocess_overrides: str = "",
+    vla_overrides: str = "",
+    sim_eval_overrides: str = "",
+    baselines: str = "expert,random",
+    model_name: str = "vlaforge_policy",
+) -> NamedTuple("Outputs", llm=Model, vlm=Model, policy=Model, rollouts=Dataset, report=HTML):
+    """Train a VLA policy end to end and compare it with baselines in closed-loop simulation.
 
     Args:
-        preset: Preset name (tiny, 11m, 100m, 410m, 1b, metaworld4) or YAML path.
+        preset: Preset name (tiny, metaworld4, 11m, 100m, 410m, 1b) or a YAML path.
         tokenize_overrides: `key=value` lines for the tokenize section (e.g. `corpus=s3://bucket/text/`).
         llm_overrides: `key=value` lines for the llm section (e.g. `train.max_steps=2000`).
+        captions_overrides: `key=value` lines for the captions section (rendered scenes).
+        caption_source_uri: Existing img2dataset shards (local or s3://) to use instead of rendering captions.
+        vlm_overrides: `key=value` lines for the vlm section (e.g. `vit.n_layers=6`).
+        demos_overrides: `key=value` lines for the demos section (tasks, episodes per task, cameras).
+        preprocess_overrides: `key=value` lines for the preprocess section (windows, normalisation).
+        vla_overrides: `key=value` lines for the vla section (expert size, execute steps, EMA).
+        sim_eval_overrides: `key=value` lines for the sim_eval section (tasks, episodes `start:end`, workers).
+        baselines: Comma-separated baselines evaluated beside the policy: expert, random, zero.
+        model_name: Name of the trained policy in the rollouts and the report.
     """
-    tok = tokenize(preset=preset, overrides=tokenize_overrides).set_display_name("tokenize")
-    llm = llm_pretrain(preset=preset, overrides=llm_overrides,
-                       dataset=tok.outputs["dataset"]).set_display_name("llm-pretrain")
-    return NamedTuple("Outputs", llm=Model)(llm=llm.outputs["model"])
+    tok = _stage(tokenize(preset=preset, overrides=tokenize_overrides), "tokenize")
+    llm = _stage(llm_pretrain(preset=preset, overrides=llm_overrides, dataset=tok.outputs["dataset"]),
+                 "llm_pretrain")
+    caps = _stage(caption_data(preset=preset, overrides=captions_overrides, source_uri=caption_source_uri),
+                  "caption_data")
+    vlm = _stage(vlm_pretrain(preset=preset, overrides=vlm_overrides, llm=llm.outputs["model"],
+                              captions=caps.outputs["captions"]), "vlm_pretrain")
+    demos = _stage(record_demos(preset=preset, overrides=demos_overrides), "record_demos")
+    robo = _stage(preprocess_robotics(preset=preset, overrides=preprocess_overrides,
+                                      demos=demos.outputs["demos"]), "preprocess_robotics")
+    vla = _stage(vla_finetune(preset=preset, overrides=vla_overrides, backbone=vlm.outputs["model"],
+                              robotics=robo.outputs["robotics"]), "vla_finetune")
+    evals = _stage(sim_eval(policy=vla.outputs["policy"], preset=preset, overrides=sim_eval_overrides,
+                            model_name=model_name), "sim_eval")
+    base = _stage(sim_eval_baselines(preset=preset, overrides=sim_eval_overrides, baselines=baselines),
+                  "sim_eval_baselines")
+    analysis = _stage(step_analysis(policy_results=evals.outputs["results"],
+                                    baseline_results=base.outputs["results"]), "step_analysis")
+    outputs = NamedTuple("Outputs", llm=Model, vlm=Model, policy=Model, rollouts=Dataset, report=HTML)
+    return outputs(llm=llm.outputs["model"], vlm=vlm.outputs["model"], policy=vla.outputs["policy"],
+                   rollouts=evals.outputs["results"], report=analysis.outputs["report"])

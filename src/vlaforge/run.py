@@ -36,7 +36,13 @@ def flatten(section: dict, prefix: str = "") -> list[str]:
 SECTIONS = {
     "tokenize": "vlaforge.data.tokenize:TokenizeConfig",
     "llm": "vlaforge.stages.llm_pretrain:LLMStageConfig",
+    "captions": "vlaforge.sim.captions:CaptionConfig",
+    "vlm": "vlaforge.stages.vlm_pretrain:VLMStageConfig",
+    "hf_vlm": "vlaforge.models.hf_stage:HFVLMStageConfig",
+    "demos": "vlaforge.sim.demos:DemoConfig",
     "preprocess": "vlaforge.robotics.config:PreprocessConfig",
+    "vla": "vlaforge.stages.vla_finetune:VLAStageConfig",
+    "sim_eval": "vlaforge.sim.evaluate:EvalConfig",
     "serve": "vlaforge.serve.server:ServeConfig",
 }
 
@@ -76,7 +82,7 @@ def run_embedded(preset: str, overrides: list[str], root: str = "runs", fresh: b
     os.environ.setdefault("VLAFORGE_CACHE", str(root_path / "cache"))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root_path / "pipeline_root"),
                enable_caching=not fresh, cache_root=str(root_path / "kfp_cache"))
-    args = {f"{section}_overrides": sections[section] for section in set(STAGE_SECTIONS.values())}
+    args = {f"{prefix}_overrides": sections[section] for prefix, section in STAGE_SECTIONS.items()}
     start = time.perf_counter()
     run = full_pipeline(preset=preset, **args)
     elapsed = time.perf_counter() - start
@@ -85,12 +91,18 @@ def run_embedded(preset: str, overrides: list[str], root: str = "runs", fresh: b
     return report
 
 
+def _json(path: str, name: str) -> dict:
+    file = Path(path, name)
+    return json.loads(file.read_text()) if file.exists() else {}
+
+
 def summarize(run, elapsed: float) -> dict:
     """Where the final artifacts are and the headline numbers of each stage."""
     outputs = {name: artifact.path for name, artifact in run.outputs.items()}
     report: dict = {"pipeline_seconds": round(elapsed, 1), "artifacts": outputs}
-    llm_summary = Path(outputs["llm"], "train_summary.json")
-    if llm_summary.exists():
-        s = json.loads(llm_summary.read_text())
-        report["llm"] = {k: s[k] for k in ("final_loss", "final_val_loss", "tokens_per_s", "steps", "sample") if k in s}
+    for stage, keys in (("llm", ("final_val_loss", "tokens_per_s", "sample")),
+                        ("vlm", ("final_val_loss", "val_loss_paired", "val_loss_mismatched")),
+                        ("policy", ("final_val_loss", "samples_per_s", "train_seconds"))):
+        summary = _json(outputs[stage], "train_summary.json")
+        report[stage] = {k: summary[k] for k in keys if k in summary}
     return report

@@ -34,12 +34,19 @@ def _s3_options() -> dict:
         client_kwargs["endpoint_url"] = endpoint
     if os.environ.get("AWS_DEFAULT_REGION"):
         client_kwargs["region_name"] = os.environ["AWS_DEFAULT_REGION"]
-    return {
+    options = {
         "client_kwargs": client_kwargs,
         # Fail fast with a clear message instead of retrying an unreachable endpoint for minutes.
         "config_kwargs": {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2}},
-        "skip_instance_cache": True,
+        # Other processes write here too (ranks, restarted pods): never answer from a stale listing.
+        "use_listings_cache": False,
     }
+    # fsspec reuses one client per distinct set of options (making a client costs ~0.4 s); the
+    # credentials are part of the options, so changed variables get a new client.
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        options.update(key=os.environ["AWS_ACCESS_KEY_ID"], secret=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+                       token=os.environ.get("AWS_SESSION_TOKEN"))
+    return options
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:

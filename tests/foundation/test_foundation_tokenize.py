@@ -121,3 +121,20 @@ def test_token_stream_is_deterministic_and_resumable(tokenized):
     assert full[len(data): 2 * len(data)] != epoch  # a new order every epoch
     ranks = [[w for _, w in zip(range(len(data) // 2), data.stream(rank=r, world=2))] for r in (0, 1)]
     assert sorted(map(tuple, ranks[0] + ranks[1])) == sorted(map(tuple, epoch[: 2 * (len(data) // 2)]))
+
+
+def test_one_file_corpus_holds_out_its_end(tmp_path, documents):
+    """A single document (one big .txt file) still gets a validation split: its last lines."""
+    text = "\n".join(documents)
+    (tmp_path / "book.txt").write_text(text, encoding="utf-8")
+    stats = tokenize_run("tiny", TOKENIZE_OVERRIDES + [f"corpus={tmp_path / 'book.txt'}"], str(tmp_path / "out"))
+    assert stats["documents"] == 1 and stats["val_samples"] > 0
+    assert 0.05 < stats["val_samples"] / (stats["train_samples"] + stats["val_samples"]) < 0.15
+    tok = load_tokenizer(str(tmp_path / "out" / "tokenizer"))
+    val = tok.decode([i for w in all_windows(tmp_path / "out" / "val") for i in w], skip_special_tokens=False)
+    train = tok.decode([i for w in all_windows(tmp_path / "out" / "train") for i in w], skip_special_tokens=False)
+    assert text.startswith(train)  # the beginning of the book, in order
+    assert val in text and text.index(val) > len(train)  # the end of the book
+    with pytest.raises(ValueError, match="val_fraction must be between 0 and 1, got 0.0"):
+        tokenize_run("tiny", TOKENIZE_OVERRIDES + [f"corpus={tmp_path / 'book.txt'}", "val_fraction=0"],
+                     str(tmp_path / "out0"))

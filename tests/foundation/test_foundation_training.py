@@ -43,6 +43,7 @@ def test_validation_loss_falls(trained):
     assert [r["step"] for r in history if "val_loss" in r] == [0, 50, 100, 150]
     assert vals == sorted(vals, reverse=True)
     assert summary["tokens_per_s"] > 0 and summary["sample"].startswith("The robot")
+    assert json.loads((out / "train_summary.json").read_text()) == summary  # parameters and sample included
 
 
 def test_output_is_a_loadable_model(trained, tokenized):

@@ -42,7 +42,7 @@ def aggregate_table(a: Analysis, digits: int = 6) -> Table:
             "letters", "unweighted_n", "unweighted_successes", "unweighted_pct", "unweighted_ci90_low_pct",
             "unweighted_ci90_high_pct"]
     rows = []
-    for b, u in zip(a.balanced, a.unweighted):
+    for b, u in sorted(zip(a.balanced, a.unweighted), key=lambda bu: (-bu[0].rate, bu[0].model)):
         (bl, bh), (ul, uh) = b.ci, u.ci
         rows.append([b.model, b.total, b.successes, _num(b.pct, digits), _num(100 * bl, digits),
                      _num(100 * bh, digits), a.letters.get(BALANCED, {}).get(b.model, ""), u.total, u.successes,
@@ -105,7 +105,7 @@ def _intro(a: Analysis) -> str:
             f"family-wise alpha {a.alpha} with Bonferroni correction; STEP (n_max <= 500) or Lai test; "
             f"intervals are {int(CONFIDENCE * 100)}% Clopper-Pearson; models sharing a letter are not "
             f"significantly different. Aggregate over {len(a.common)} common tasks "
-            f"(balanced: equal episodes per task; unweighted: all completed episodes).")
+            f"(balanced: equal episodes per task; unweighted: all their completed episodes).")
 
 
 _CSS = """

@@ -76,8 +76,8 @@ def normalise_task(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
 
 
-def find_results(root: str) -> list[tuple[str, str | None, str, str]]:
-    """Every results file under ``root``: (uri, eval_set or None, model, task folder), sorted.
+def find_results(root: str) -> list[tuple[str, str, str]]:
+    """Every results file under ``root``: (uri, model, task folder), sorted; an eval_set level is skipped.
 
     Raises :class:`ResultsError` for a results file at a depth that fits neither layout and when the
     root holds none at all.
@@ -86,15 +86,15 @@ def find_results(root: str) -> list[tuple[str, str | None, str, str]]:
         raise FileNotFoundError(f"results root not found: {root}")
     fs, base = storage.filesystem(root)
     base = base.rstrip("/")
-    paths = sorted(fs.glob(base + "/**/" + RESULTS_FILE))
+    paths = sorted(p for p in fs.find(base) if posixpath.basename(p) == RESULTS_FILE)
     found = []
     for path in paths:
         rel = posixpath.relpath(path, base).split("/")
         uri = storage.join(root, *rel)
         if len(rel) == 5 and rel[2] == ROLLOUTS_DIR:
-            found.append((uri, None, rel[0], rel[1]))
+            found.append((uri, rel[0], rel[1]))
         elif len(rel) == 6 and rel[3] == ROLLOUTS_DIR:
-            found.append((uri, rel[0], rel[1], rel[2]))
+            found.append((uri, rel[1], rel[2]))
         else:
             raise ResultsError(f"{uri}: results file outside the layout "
                                "[<eval_set>/]<model>/<Task>/rollouts/<timestamp>/results.json")
@@ -139,8 +139,6 @@ def parse_results_file(uri: str, text: str, model: str, folder_task: str) -> tup
         index = _field(entry, "scenario_index", (int,), uri, i)
         if index is None or index < 0:
             raise ResultsError(f"{uri}: evaluations[{i}].scenario_index must be a non-negative integer")
-        if "is_success" not in entry:
-            raise ResultsError(f"{uri}: evaluations[{i}] lacks 'is_success'")
         success = _field(entry, "is_success", (bool,), uri, i)
         pending = _field(entry, "is_pending", (bool,), uri, i, required=False) or False
         duration = _field(entry, "total_time", (int, float), uri, i, required=False)
@@ -159,7 +157,7 @@ def load_results(roots: list[str] | str) -> ResultSet:
     seen: dict[tuple[str, str, int], Episode] = {}
     by_pair: dict[tuple[str, str], list[Episode]] = defaultdict(list)
     files = [f for root in roots for f in find_results(root)]
-    for uri, _eval_set, model, folder_task in files:
+    for uri, model, folder_task in files:
         budget, episodes = parse_results_file(uri, storage.read_text(uri), model, folder_task)
         if budget_source is None:
             budget_source = (budget, uri)

@@ -41,6 +41,7 @@ _NEGLIGIBLE = 1e-300
 _ROUND = 1e-9
 # LP candidates: states whose rejection would cost at most this many times the remaining budget.
 _MAX_COST_RATIO = 1e3
+# LP cost entries below this fraction of the budget (divided by the number of variables) are dropped.
 _DROP = 1e-9
 
 
@@ -95,6 +96,11 @@ class StepTable:
             hit = self.frac_keys[pos] == keys
             prob = np.where(hit, self.frac_probs[pos], prob)
         return prob
+
+    def region(self, t: int) -> np.ndarray:
+        """Rejection probabilities towards ``p0 < p1`` for every state ``(x, y)`` after ``t`` pairs."""
+        xs, ys = np.meshgrid(np.arange(t + 1), np.arange(t + 1), indexing="ij")
+        return self.reject_probability(t, xs, ys)
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
@@ -172,8 +178,11 @@ def _solve_step(mass: np.ndarray, remaining: np.ndarray, t: int) -> np.ndarray:
     pairs = np.unique(np.concatenate(pairs), axis=0)
     n_rows = len(pairs)
     budget = np.maximum(remaining, 0.0)
+    # A control point that could afford rejecting every candidate constrains nothing.
+    binding = cost.sum(axis=1) > budget
+    cost, budget = cost[binding], budget[binding]
     # Scale each risk row so that HiGHS's tolerances are relative to the budget, not absolute.
-    scale = 1.0 / np.maximum(np.maximum(budget, cost.max(axis=1)), 1e-300)
+    scale = 1.0 / np.maximum(np.maximum(budget, cost.max(axis=1, initial=0.0)), 1e-300)
     scaled = cost * scale[:, None]
     # Entries this small cannot matter (all of them together shift a row by < 1e-9 of its budget); dropping
     # them keeps the LP sparse: each control point only weighs states near its own success rate.
@@ -314,3 +323,27 @@ def simulate(n_max: int, alpha: float, p0: float, p1: float, reps: int, seed: in
         used[stop] = t
     return {"p0 < p1": float(np.mean(decision == 1)), "p0 > p1": float(np.mean(decision == -1)),
             "mean_pairs": float(used.mean())}
+
+
+def exact_characteristics(n_max: int, alpha: float, p0: float, p1: float) -> dict[str, float]:
+    """Exact probabilities of each decision and the expected number of pairs, by dynamic programming."""
+    table = get_table(n_max, alpha)
+    mass = np.zeros((n_max + 1, n_max + 1))
+    mass[0, 0] = 1.0
+    decided = {P0_LESS: 0.0, P0_GREATER: 0.0}
+    expected_pairs = 0.0
+    for t in range(1, n_max + 1):
+        old = mass[:t, :t].copy()
+        mass[:t + 1, :t + 1] = 0.0
+        mass[:t, :t] += (1 - p0) * (1 - p1) * old
+        mass[1:t + 1, :t] += p0 * (1 - p1) * old
+        mass[:t, 1:t + 1] += (1 - p0) * p1 * old
+        mass[1:t + 1, 1:t + 1] += p0 * p1 * old
+        w = table.region(t)
+        less, greater = mass[:t + 1, :t + 1] * w, mass[:t + 1, :t + 1] * w.T
+        decided[P0_LESS] += less.sum()
+        decided[P0_GREATER] += greater.sum()
+        expected_pairs += t * (less.sum() + greater.sum())
+        mass[:t + 1, :t + 1] -= less + greater
+    expected_pairs += n_max * mass.sum()
+    return {**decided, "mean_pairs": expected_pairs}

@@ -37,9 +37,6 @@ class Analysis:
     unweighted: list[Summary] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def row(self, task: str, model: str) -> Summary | None:
-        return next((r for r in self.rows if r.task == task and r.model == model), None)
-
 
 def _letters(rows: list[Summary], pairs: list[PairResult]) -> dict[str, str]:
     order = [r.model for r in sorted(rows, key=lambda r: (-r.rate, r.model))]

@@ -71,10 +71,30 @@ def load_tokenizer(path: str):
     return tok
 
 
+def split_documents(docs: list[str], val_fraction: float, seed: int) -> dict[str, list[str]]:
+    """Validation and training texts: whole documents (seeded choice) when there are enough of them,
+    else the last ``val_fraction`` of every document, cut at a line break (e.g. a corpus of one file)."""
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    n_val = int(len(docs) * val_fraction)
+    if n_val >= 1:
+        return {"val": [docs[i] for i in order[:n_val]], "train": [docs[i] for i in order[n_val:]]}
+    splits: dict[str, list[str]] = {"val": [], "train": []}
+    for doc in docs:
+        cut = int(len(doc) * (1 - val_fraction))
+        line_break = doc.rfind("\n", 0, cut)
+        cut = line_break + 1 if line_break > cut // 2 else cut
+        splits["train"].append(doc[:cut])
+        splits["val"].append(doc[cut:])
+    return splits
+
+
 def tokenize_corpus(cfg: TokenizeConfig, out_uri: str) -> dict:
     """Run the stage: write tokenizer + shards under ``out_uri``; returns counts and throughput."""
     if cfg.seq_len < 2:
         raise ValueError(f"tokenize.seq_len must be >= 2, got {cfg.seq_len}")
+    if not 0 < cfg.val_fraction < 1:
+        raise ValueError(f"tokenize.val_fraction must be between 0 and 1, got {cfg.val_fraction}")
     docs = load_corpus(cfg.corpus, cfg.text_field, cfg.robot_fraction, cfg.seed)
     n_chars = sum(len(d) for d in docs)
     log.info("corpus %s: %d documents, %d characters", cfg.corpus, len(docs), n_chars)
@@ -88,22 +108,18 @@ def tokenize_corpus(cfg: TokenizeConfig, out_uri: str) -> dict:
         tok.save_pretrained(tmp)
         storage.upload_dir(tmp, storage.join(out_uri, "tokenizer"))
 
-    rng = random.Random(cfg.seed)
-    order = list(range(len(docs)))
-    rng.shuffle(order)
-    n_val_docs = max(1, int(len(docs) * cfg.val_fraction)) if len(docs) > 1 else 0
-    splits = {"val": order[:n_val_docs], "train": order[n_val_docs:]}
+    splits = split_documents(docs, cfg.val_fraction, cfg.seed)
     window = cfg.seq_len + 1
     stats: dict = {"documents": len(docs), "characters": n_chars, "vocab_size": len(tok), "seq_len": cfg.seq_len}
     t0 = time.perf_counter()
     n_tokens = 0
-    for split, idx in splits.items():
+    for split, texts in splits.items():
         buffer: list[int] = []
         n_samples = 0
         with ShardWriter(storage.join(out_uri, split), prefix=split,
                          samples_per_shard=cfg.samples_per_shard) as writer:
-            for i in tqdm(idx, desc=f"tokenize {split}", unit="doc", mininterval=2.0):
-                ids = tok(docs[i], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            for text in tqdm(texts, desc=f"tokenize {split}", unit="doc", mininterval=2.0):
+                ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
                 n_tokens += len(ids)
                 buffer.extend(ids)
                 while len(buffer) >= window:

@@ -104,18 +104,26 @@ assert len({_task_hash(t) for t in TASKS}) == len(TASKS), "two tasks share a see
 
 
 class _Simulator:
-    """One Meta-World environment and its renderer, kept for the life of the process."""
+    """One Meta-World environment and its renderer, kept for the life of the process.
+
+    The renderer is made on the first frame asked for (making one and its first frame cost seconds
+    with OSMesa), so state-only episodes never pay for it.
+    """
 
     def __init__(self, task: str, image_size: int):
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE
 
         self.env = ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[f"{task}-goal-observable"]()
-        model = self.env.model
-        model.vis.global_.offwidth = image_size
-        model.vis.global_.offheight = image_size
+        self.image_size = image_size
+        self.renderer: mujoco.Renderer | None = None
+
+    def _make_renderer(self) -> mujoco.Renderer:
+        model, size = self.env.model, self.image_size
+        model.vis.global_.offwidth = size
+        model.vis.global_.offheight = size
         model.vis.quality.offsamples = 0
         try:
-            self.renderer = mujoco.Renderer(model, image_size, image_size)
+            renderer = mujoco.Renderer(model, size, size)
         except mujoco.FatalError as err:
             raise RuntimeError(
                 f"cannot render with MUJOCO_GL={os.environ.get('MUJOCO_GL')}: {err}. Install libosmesa6, and "
@@ -123,9 +131,12 @@ class _Simulator:
         flags = mujoco.mjtRndFlag
         for flag in (flags.mjRND_SHADOW, flags.mjRND_REFLECTION, flags.mjRND_SKYBOX, flags.mjRND_FOG,
                      flags.mjRND_HAZE):
-            self.renderer.scene.flags[flag] = 0
+            renderer.scene.flags[flag] = 0
+        return renderer
 
     def render(self, camera: str) -> np.ndarray:
+        if self.renderer is None:
+            self.renderer = self._make_renderer()
         self.renderer.update_scene(self.env.data, camera=camera)
         return np.ascontiguousarray(self.renderer.render()[::-1])  # MuJoCo's frames are upside down
 
@@ -137,7 +148,8 @@ _SIMULATORS: dict[tuple[str, int], _Simulator] = {}
 def _close_renderers() -> None:
     """Free the OpenGL contexts while the interpreter is whole (not in a teardown-time __del__)."""
     for sim in _SIMULATORS.values():
-        sim.renderer.close()
+        if sim.renderer is not None:
+            sim.renderer.close()
 
 
 def _simulator(task: str, image_size: int) -> _Simulator:

@@ -8,6 +8,7 @@ Output (a Model artifact folder): ``model.safetensors``, ``config.json`` (``{"ki
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -83,6 +84,7 @@ def llm_pretrain(cfg: LLMStageConfig, data_uri: str, out_uri: str) -> dict:
         summary["parameters"] = n_params
         summary["sample"] = sample_text(model.cpu().eval(), tokenizer, cfg.sample_prompt)
         log.info("sample: %r", summary["sample"])
+        storage.write_text(storage.join(out_uri, "train_summary.json"), json.dumps(summary, indent=2))
     return summary
 
 
