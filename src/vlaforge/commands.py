@@ -32,6 +32,20 @@ def _llm(args) -> int:
     return 0
 
 
+def _vlm(args) -> int:
+    from vlaforge.stages.vlm_pretrain import run
+
+    print(json.dumps(run(args.preset, args.overrides, args.llm, args.captions, args.out), indent=2))
+    return 0
+
+
+def _vla(args) -> int:
+    from vlaforge.stages.vla_finetune import run
+
+    print(json.dumps(run(args.preset, args.overrides, args.backbone, args.robotics, args.out), indent=2))
+    return 0
+
+
 def _run(args) -> int:
     from vlaforge.run import run_embedded
 
@@ -50,6 +64,20 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="the tokenize stage's output folder or URI")
     p.add_argument("--out", required=True, help="model output folder or URI")
     p.set_defaults(func=_llm)
+
+    p = sub.add_parser("vlm-pretrain", help="train ViT + projector into the LLM on image captions")
+    _config_args(p)
+    p.add_argument("--llm", required=True, help="the llm_pretrain output folder or URI")
+    p.add_argument("--captions", required=True, help="img2dataset-layout caption shards (folder or URI)")
+    p.add_argument("--out", required=True, help="model output folder or URI")
+    p.set_defaults(func=_vlm)
+
+    p = sub.add_parser("vla-finetune", help="fine-tune a VLA policy (flow-matching action expert)")
+    _config_args(p)
+    p.add_argument("--backbone", required=True, help="vlm_pretrain or hf_vlm output (folder or URI)")
+    p.add_argument("--robotics", required=True, help="preprocessed robotics shards (folder or URI)")
+    p.add_argument("--out", required=True, help="policy bundle output folder or URI")
+    p.set_defaults(func=_vla)
 
     p = sub.add_parser("run", help="run the end-to-end pipeline on this machine (kfp.local)")
     p.add_argument("--preset", default="tiny", help="preset name or YAML file (default: tiny)")

@@ -7,6 +7,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import pytest
 
+from vlaforge.analysis.results import load_results
 from vlaforge.sim import env as sim_env
 from vlaforge.sim.evaluate import EvalConfig, evaluate, flat_metrics, run_baselines, video_page
 from vlaforge.sim.rollouts import RolloutError
@@ -37,6 +38,9 @@ def test_expert_succeeds_and_random_fails(tmp_path):
     assert data["max_sample_size_per_model"] == 200
     metrics = flat_metrics(reports["expert"])
     assert metrics["push-v3/episodes"] == 4 and metrics["success_rate"] >= 0.75
+    loaded = load_results([str(tmp_path)])  # the step_analysis stage's loader reads them as they are
+    assert loaded.models == ["expert", "random"] and loaded.tasks == ["PushV3", "ReachV3"]
+    assert loaded.outcomes("PushV3", "expert") == [e["is_success"] for e in entries]
 
 
 def test_same_index_same_scene_for_every_policy(tmp_path):
