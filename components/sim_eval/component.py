@@ -16,7 +16,9 @@ def sim_eval(policy: Input[Model], preset: str, overrides: str, results: Output[
     Args:
         policy: The policy bundle to evaluate (the vla_finetune output).
         preset: Preset name or YAML path; its `sim_eval` section is used (tasks, cameras, workers...).
-        overrides: `key=value` lines overriding the `sim_eval` section, e.g. `workers=4`.
+        overrides: `key=value` lines overriding the `sim_eval` section, e.g. `workers=4`; with
+            `simulator=external` and `external_results_uri=...` the policy is served to an external
+            simulator (LBM Eval) instead, and its rollouts are collected (see the README).
         model_name: The model's folder name in the results (what the analysis calls the policy).
         episodes: Episode indices `start:end` (end exclusive); empty: the section's `episodes`.
         results: <model_name>/<Task>/rollouts/<timestamp>/results.json (+ videos/) per task.

@@ -34,12 +34,12 @@ def test_compiles(tmp_path):
 
 
 def test_local_run(tmp_path):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(robot_sentences(400, seed=1)), encoding="utf-8")
-    corpus2 = tmp_path / "more.txt"
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for seed in (1, 2):
+        (corpus / f"part{seed}.txt").write_text("\n".join(robot_sentences(400, seed=seed)), encoding="utf-8")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
-    overrides = f"corpus={tmp_path}; vocab_size=280\nseq_len=16; val_fraction=0.5; robot_fraction=0"
-    corpus2.write_text("\n".join(robot_sentences(400, seed=2)), encoding="utf-8")
+    overrides = f"corpus={corpus}; vocab_size=280\nseq_len=16; val_fraction=0.5; robot_fraction=0"
     task = tokenize(preset="tiny", overrides=overrides)
 
     dataset, metrics = task.outputs["dataset"], task.outputs["metrics"]

@@ -1,7 +1,8 @@
 """Resolve a policy spec to a :class:`~vlaforge.policy.Policy`.
 
 ``baseline:<name>`` names a policy that needs no training (``baseline:expert``, ``baseline:random``,
-``baseline:zero``); anything else is the URI of a trained policy bundle (local path or s3://).
+``baseline:zero``); ``grpc://host:port`` is a policy served by ``vlaforge serve``; anything else is
+the URI of a trained policy bundle (local path or s3://).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from vlaforge.policy import Policy
 
 BASELINE_PREFIX = "baseline:"
+GRPC_PREFIX = "grpc://"
 
 
 def load_policy(spec: str, **kwargs) -> Policy:
@@ -16,6 +18,10 @@ def load_policy(spec: str, **kwargs) -> Policy:
         from vlaforge.sim.baselines import make_baseline
 
         return make_baseline(spec[len(BASELINE_PREFIX):], **kwargs)
+    if spec.startswith(GRPC_PREFIX):
+        from vlaforge.serve.client import PolicyClient
+
+        return PolicyClient(spec[len(GRPC_PREFIX):], **kwargs)
     from vlaforge.vla.bundle import load_bundle_policy
 
     return load_bundle_policy(spec, **kwargs)

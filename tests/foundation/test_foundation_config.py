@@ -75,3 +75,12 @@ def test_size_presets(preset):
         assert 32000 <= tok.vocab_size <= 50304 and tok.seq_len >= 1024
         tokens = steps * llm.train.global_batch_size * tok.seq_len
         assert 15 < tokens / n_params < 30  # about 20 tokens per parameter
+
+
+def test_cli_reports_a_config_error_naming_key_and_file(tmp_path, capsys):
+    from vlaforge.cli import main
+
+    code = main(["llm-pretrain", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--set", "model.n_layer=2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown key 'llm.model.n_layer'" in err and "tiny.yaml" in err
+    assert not (tmp_path / "out").exists()

@@ -18,9 +18,12 @@ import torch
 from foundation_util import LLM_OVERRIDES, VLAFORGE, cli_env, snapshot
 from safetensors.torch import load_file
 
+from vlaforge.data.shards import ShardError, read_manifest
 from vlaforge.stages.llm_pretrain import load_llm
 from vlaforge.stages.llm_pretrain import run as llm_run
 from vlaforge.train import checkpoint as ckpt
+from vlaforge.train.config import TrainConfig
+from vlaforge.train.optim import build_optimizer
 
 STEPS = 150
 TRAIN = LLM_OVERRIDES + [f"train.max_steps={STEPS}", "train.ckpt_every=10", "train.val_every=50",
@@ -182,3 +185,17 @@ def test_metrics_are_pushed_to_the_pushgateway(tokenized, tmp_path, monkeypatch)
     loss = [line for line in text.splitlines() if line.startswith('vlaforge_train_loss{stage="llm_pretrain"}')]
     final = json.loads((tmp_path / "model" / "train_summary.json").read_text())["final_loss"]
     assert len(loss) == 1 and float(loss[0].split()[-1]) == pytest.approx(final)
+
+
+def test_corrupt_shard_met_mid_training_is_named_and_checkpoints_survive(tokenized_copy, tmp_path):
+    shard = Path(read_manifest(str(tokenized_copy / "train"))[-1].uri)
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    out = tmp_path / "model"
+    with pytest.raises(ShardError, match=shard.name):
+        llm_run("tiny", TRAIN + ["train.max_steps=300"], str(tokenized_copy), str(out))
+    assert not (out / "model.safetensors").exists()
+    latest = ckpt.latest_checkpoint(str(out / "checkpoints"))
+    if latest:  # a checkpoint written before the bad shard came up is complete and loadable
+        model, _ = load_llm(latest)
+        state, _ = ckpt.load_checkpoint(latest, model, build_optimizer(model, TrainConfig()))
+        assert state["step"] % 10 == 0

@@ -19,6 +19,14 @@ def echo(n: int) -> int:
     return n
 
 
+@pytest.fixture(autouse=True)
+def not_local(monkeypatch):
+    """Compile as for a cluster even if another test initialised kfp.local in this process."""
+    from kfp.local import config
+
+    monkeypatch.setattr(config.LocalExecutionConfig, "instance", None)
+
+
 def _compile(tmp_path, stage: str, profile) -> tuple[dict, dict]:
     @dsl.pipeline(name="profile-probe")
     def probe(n: int = 1):
@@ -117,3 +125,13 @@ def test_cpu_stage_has_no_gpu_and_no_shm_when_profile_has_none(tmp_path, clean_e
     assert "accelerator" not in spec["deploymentSpec"]["executors"]["exec-echo"]["container"]["resources"]
     assert "emptyDirMounts" not in k8s
     assert k8s["nodeSelector"]["labels"] == load_profile().stage("step_analysis").node_selector
+
+
+def test_no_retries_under_kfp_local(tmp_path, clean_env):
+    """A local failure is not a lost node: retrying it only repeats the error, with backoff."""
+    from kfp import local
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    spec, k8s = _compile(tmp_path, "llm_pretrain", load_profile())
+    assert "retryPolicy" not in spec["root"]["dag"]["tasks"]["echo"]
+    assert k8s["nodeSelector"]  # the rest is still set (and ignored by kfp.local)

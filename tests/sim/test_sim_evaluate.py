@@ -5,12 +5,14 @@ import json
 from pathlib import Path
 
 import imageio.v3 as iio
+import numpy as np
 import pytest
 
 from vlaforge.analysis.results import load_results
 from vlaforge.sim import env as sim_env
-from vlaforge.sim.evaluate import EvalConfig, evaluate, flat_metrics, run_baselines, video_page
+from vlaforge.sim.evaluate import EvalConfig, evaluate, flat_metrics, run, run_baselines, video_page
 from vlaforge.sim.rollouts import RolloutError
+from vlaforge.sim.video import encode_video
 
 
 def _cfg(**kw) -> EvalConfig:
@@ -113,3 +115,20 @@ def test_videos_of_the_first_episodes(tmp_path):
     assert frames.shape == (entry["num_steps"] + 1, 32, 32, 3)
     page = video_page(str(tmp_path), "expert")
     assert page.count("data:image/gif;base64,") == 1 and "ReachV3 episode_000000" in page
+
+
+def test_mp4_and_gif_encoding_round_trip():
+    frames = [np.full((33, 33, 3), 20 * i, np.uint8) for i in range(6)]
+    gif = iio.imread(encode_video(frames, "gif"))
+    mp4 = iio.imread(encode_video(frames, "mp4", fps=10), extension=".mp4", plugin="pyav")
+    assert gif.shape == (6, 33, 33, 3) and mp4.shape == (6, 34, 34, 3)  # H.264 needs even sizes
+    assert abs(int(mp4[5].mean()) - 100) < 8
+    with pytest.raises(ValueError, match="unknown video format 'avi'"):
+        encode_video(frames, "avi")
+
+
+def test_episode_ranges_in_overrides_stay_ranges(tmp_path):
+    # unquoted, YAML would read 1:3 as the base-60 number 63
+    report = run("baseline:zero", "tiny", "episodes=1:3; workers=0; max_steps=2; videos_per_task=0", str(tmp_path))
+    assert report["tasks"]["reach-v3"]["episodes"] == 2
+    assert [e["scenario_index"] for e in _results(tmp_path, "zero", "ReachV3")] == [1, 2]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -103,6 +104,7 @@ def make_caption_data(cfg: CaptionConfig, out_uri: str) -> dict:
     _check(cfg)
     expert = ExpertPolicy(noise=cfg.action_noise)
     counts: dict[str, int] = {}
+    started = time.perf_counter()
     with ShardWriter(out_uri, "captions", cfg.samples_per_shard) as writer:
         for task in cfg.tasks:
             env = make_env(task, [], cfg.image_size)  # render only the final frame of each scene
@@ -123,8 +125,10 @@ def make_caption_data(cfg: CaptionConfig, out_uri: str) -> dict:
                                   "txt": caption.encode(), "json": json.dumps(meta).encode()})
             counts[task] = cfg.scenes_per_task * len(cfg.cameras)
     shards = writer.shards
-    log.info("wrote %d captioned images in %d shards to %s", sum(counts.values()), len(shards), out_uri)
-    return {"num_samples": sum(counts.values()), "num_shards": len(shards), "per_task": counts}
+    total, elapsed = sum(counts.values()), time.perf_counter() - started
+    log.info("wrote %d captioned images in %d shards to %s in %.1f s (%.1f images/s)", total, len(shards),
+             out_uri, elapsed, total / max(elapsed, 1e-9))
+    return {"num_samples": total, "num_shards": len(shards), "per_task": counts}
 
 
 def _shards(uri: str) -> list[ShardInfo]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from vlaforge import storage
-from vlaforge.config import load
+from vlaforge.config import load, split_overrides
 from vlaforge.policies import load_policy
 from vlaforge.policy import ControlState, Policy, step_policy
 from vlaforge.sim.env import check_cameras, episode_seed, make_env, step_seed, task_spec
@@ -41,6 +41,10 @@ class EvalConfig:
     video_camera: str = "corner"
     video_fps: int = 20
     always_render: bool = False  # render cameras even for policies that read only the state (benchmarks)
+    simulator: str = "embedded"  # embedded, or external: serve the policy for LBM Eval and collect its results
+    external_results_uri: str = ""  # external: where the external simulator writes its rollouts
+    policy_port: int = 50051  # external: the policy server's port
+    external_timeout_s: float = 86400.0  # external: how long to wait for every episode's result
 
 
 @dataclass(frozen=True)
@@ -188,14 +192,41 @@ def video_page(out_uri: str, title: str) -> str:
     return html_gallery(title, videos)
 
 
+def _external(policy_spec: str, cfg: EvalConfig, preset: str, out_uri: str, model_name: str | None) -> dict:
+    """Serve the policy to an external simulator (LBM Eval) and collect what it writes."""
+    from vlaforge.serve.server import load_serve_config
+    from vlaforge.sim.external import serve_and_collect
+
+    if not cfg.external_results_uri or not model_name:
+        raise ValueError("sim_eval.simulator=external needs sim_eval.external_results_uri (where the external "
+                         "simulator writes its rollouts) and a model name (the folder it writes them under)")
+    serve_and_collect(policy_spec, cfg.tasks, cfg.episodes, cfg.external_results_uri, out_uri, model_name,
+                      cfg.policy_port, load_serve_config(preset), cfg.external_timeout_s)
+    return report(out_uri, model_name, cfg.tasks)
+
+
+def _quote_range(override: str) -> str:
+    """``episodes=5:15`` -> ``episodes="5:15"``: unquoted, YAML reads some ranges as base-60 numbers."""
+    key, _, value = override.partition("=")
+    if key.strip() == "episodes" and value.strip()[:1] not in ("'", '"'):
+        return f'{key}="{value.strip()}"'
+    return override
+
+
 def run(policy_spec: str, preset: str, overrides: str | list[str], out_uri: str,
         model_name: str | None = None, episodes: str = "", videos_uri: str = "") -> dict:
     """The sim_eval stage: the preset's ``sim_eval`` section with overrides; ``episodes`` (start:end)
     replaces the section's range when given; ``videos_uri`` receives an HTML page of the videos."""
+    overrides = [_quote_range(o) for o in split_overrides(overrides)]
     cfg = load(EvalConfig, preset, overrides, "sim_eval")
     if episodes:
         cfg.episodes = episodes
-    rep = evaluate(policy_spec, cfg, out_uri, model_name)
+    if cfg.simulator == "external":
+        rep = _external(policy_spec, cfg, preset, out_uri, model_name)
+    elif cfg.simulator == "embedded":
+        rep = evaluate(policy_spec, cfg, out_uri, model_name)
+    else:
+        raise ValueError(f"sim_eval.simulator must be 'embedded' or 'external', got '{cfg.simulator}'")
     if videos_uri:
         storage.write_text(videos_uri, video_page(out_uri, f"sim_eval: {rep['model']}"))
     return rep

@@ -51,11 +51,12 @@ def run_jobs(fn: Callable[[Any], Any], jobs: Iterable[Any], workers: int,
     """Yield ``(job, result, error)`` for every job as it finishes (``error`` None on success).
 
     ``fn`` and ``setup`` must be importable module-level functions. ``workers=0`` runs everything
-    in this process (after ``setup``), which is handy for debugging.
+    in this process (after ``setup``, leaving its thread settings alone), which is handy for debugging.
     """
     jobs = list(jobs)
     if workers <= 0:
-        init_worker(setup, setup_args)
+        if setup is not None:
+            setup(*setup_args)
         for job in jobs:
             yield (job, *_call(fn, job))
         return

@@ -1,0 +1,99 @@
+"""VLM and VLA training throughput (samples/s) on the tiny preset's model shapes, and the robotics
+data loader's samples/s against the VLA's consumption, measured in the same run.
+
+    .venv/bin/python bench/vlm_vla_throughput.py [--steps 20] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+from synthetic_data import write_episodes  # noqa: E402
+
+from vlaforge.config import load  # noqa: E402
+from vlaforge.models.llm import LLMConfig, Transformer  # noqa: E402
+from vlaforge.models.vla import VLA, VLMBackbone  # noqa: E402
+from vlaforge.models.vlm import IMAGE_TOKEN, VLM  # noqa: E402
+from vlaforge.robotics.config import PreprocessConfig  # noqa: E402
+from vlaforge.robotics.loader import make_loader  # noqa: E402
+from vlaforge.robotics.preprocess import preprocess  # noqa: E402
+from vlaforge.stages.vla_finetune import VLAStageConfig  # noqa: E402
+from vlaforge.stages.vlm_pretrain import VLMStageConfig  # noqa: E402
+from vlaforge.train.optim import build_optimizer  # noqa: E402
+
+
+def _tokenizer(tmp: str):
+    from vlaforge.data.tokenize import train_bpe
+
+    tok = train_bpe(["move toward the square. a red square on the left."] * 50, 300, 1)
+    tok.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+    return tok
+
+
+def _rate(step, batch_size: int, steps: int) -> float:
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    vlm_cfg = load(VLMStageConfig, "tiny", None, "vlm")
+    vla_cfg = load(VLAStageConfig, "tiny", None, "vla")
+    with tempfile.TemporaryDirectory() as tmp:
+        tok = _tokenizer(tmp)
+        llm = Transformer(LLMConfig(vocab_size=len(tok), d_model=64, n_layers=2, n_heads=4, max_seq_len=256))
+        vlm = VLM(vlm_cfg.vit, llm, tok.convert_tokens_to_ids(IMAGE_TOKEN))
+        size, n_tok = vlm_cfg.vit.image_size, vlm_cfg.vit.tokens_per_image
+        B = vlm_cfg.train.micro_batch_size
+        tokens = torch.randint(0, 200, (B, n_tok + 24))
+        tokens[:, :n_tok] = vlm.image_token_id
+        labels = tokens.clone()
+        labels[:, :n_tok] = -100
+        images = torch.randint(0, 255, (B, 1, 3, size, size), dtype=torch.uint8)
+        opt = build_optimizer(vlm, vlm_cfg.train)
+
+        def vlm_step():
+            vlm.caption_loss(tokens, images, labels).backward()
+            opt.step()
+            opt.zero_grad()
+
+        vlm_rate = _rate(vlm_step, B, args.steps)
+        print(f"VLM  tiny preset: {vlm_rate:8.1f} samples/s (batch {B}, {size}x{size}, {n_tok} image tokens)")
+
+        write_episodes(os.path.join(tmp, "eps"), 30, size=size)
+        pre = PreprocessConfig(future_steps=8, past_steps=1, num_workers=0, val_fraction=0.0)
+        preprocess(pre, [os.path.join(tmp, "eps")], os.path.join(tmp, "robo"))
+        B = vla_cfg.train.micro_batch_size
+        loader = iter(make_loader(os.path.join(tmp, "robo"), B, 0))
+        batch = next(loader)
+        vla = VLA(VLMBackbone(vlm, tok), vla_cfg.expert, 4, 4, 2, 8)
+        opt = build_optimizer(vla, vla_cfg.train)
+
+        def vla_step():
+            vla.loss(batch).backward()
+            opt.step()
+            opt.zero_grad()
+
+        vla_rate = _rate(vla_step, B, args.steps)
+        load_rate = _rate(lambda: next(loader), B, args.steps)
+        print(f"VLA  tiny preset: {vla_rate:8.1f} samples/s (batch {B}, {batch['images'].shape[1]} views)")
+        print(f"robotics loader : {load_rate:8.1f} samples/s (0 workers) = {load_rate / vla_rate:.1f}x the VLA's consumption")
+
+
+if __name__ == "__main__":
+    main()
