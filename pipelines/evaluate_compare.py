@@ -6,11 +6,11 @@ comparison (Clopper-Pearson intervals, pairwise STEP tests, compact letters).
 """
 
 from kfp import dsl
-from kfp.dsl import Model
+from kfp.dsl import HTML, Model
 
 from components.sim_eval.component import sim_eval
 from components.step_analysis.component import step_analysis_collected
-from vlaforge.kube.profile import apply_profile
+from pipelines.stages import imported, stage
 
 EXAMPLE_POLICIES = [{"name": "policy_a", "uri": "s3://vlaforge/runs/a/vla-finetune/policy"},
                     {"name": "policy_b", "uri": "s3://vlaforge/runs/b/vla-finetune/policy"}]
@@ -20,7 +20,7 @@ EXAMPLE_POLICIES = [{"name": "policy_a", "uri": "s3://vlaforge/runs/a/vla-finetu
               description="Evaluate existing policies in simulation and compare them statistically (STEP).")
 def evaluate_compare_pipeline(policies: list = EXAMPLE_POLICIES, preset: str = "tiny",
                               sim_eval_overrides: str = "", episodes: str = "", extra_result_uris: str = "",
-                              alpha: float = 0.05):
+                              alpha: float = 0.05) -> HTML:
     """Closed-loop evaluation of several policy bundles on the same scenes, then one comparison.
 
     Args:
@@ -32,11 +32,10 @@ def evaluate_compare_pipeline(policies: list = EXAMPLE_POLICIES, preset: str = "
         alpha: Family-wise significance level of the pairwise comparisons.
     """
     with dsl.ParallelFor(policies, parallelism=4) as policy:
-        bundle = dsl.importer(artifact_uri=policy.uri, artifact_class=Model,
-                              reimport=False).set_display_name("import-policy")
-        evaluated = apply_profile(sim_eval(policy=bundle.output, preset=preset, overrides=sim_eval_overrides,
-                                           model_name=policy.name, episodes=episodes)
-                                  .set_display_name("sim-eval"), "sim_eval")
-    apply_profile(step_analysis_collected(results=dsl.Collected(evaluated.outputs["results"]),
-                                          extra_result_uris=extra_result_uris, alpha=alpha)
-                  .set_display_name("step-analysis"), "step_analysis_collected")
+        bundle = imported(policy.uri, Model, "policy")
+        evaluated = stage(sim_eval(policy=bundle.output, preset=preset, overrides=sim_eval_overrides,
+                                   model_name=policy.name, episodes=episodes), "sim_eval")
+    analysis = stage(step_analysis_collected(results=dsl.Collected(evaluated.outputs["results"]),
+                                             extra_result_uris=extra_result_uris, alpha=alpha),
+                     "step_analysis_collected")
+    return analysis.outputs["report"]

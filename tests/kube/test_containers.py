@@ -90,7 +90,7 @@ def _run_dirs(root: Path) -> list[Path]:
     return sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
 
 
-def test_tiny_pipeline_in_containers_with_s3_cache_and_failure(docker_host, s3, tmp_path, monkeypatch):
+def test_tiny_pipeline_in_containers_with_s3_cache_and_failure(docker_host, s3, tmp_path, monkeypatch, local_kfp):
     from kfp import local
 
     from vlaforge.kube.local_docker import exit_code_safe_docker
@@ -132,12 +132,23 @@ def test_tiny_pipeline_in_containers_with_s3_cache_and_failure(docker_host, s3, 
     assert Path(second.outputs["policy"].path) == Path(first.outputs["policy"].path)  # served from run 1
     assert Path(second.outputs["report"].path).is_relative_to(run2)
 
+    # evaluate-and-compare: policies imported by URI, one sim_eval each (ParallelFor), one analysis
+    from pipelines.evaluate_compare import evaluate_compare_pipeline
+
+    policy_uri = first.outputs["policy"].path
+    with exit_code_safe_docker():
+        compared = evaluate_compare_pipeline(policies=[{"name": "policy_a", "uri": policy_uri},
+                                                       {"name": "policy_b", "uri": policy_uri}],
+                                             preset="tiny", episodes="0:2")
+    report = Path(compared.output.path).read_text()
+    assert "policy_a" in report and "policy_b" in report
+
     # a stage that fails inside its container fails the run (kfp's auto-remove would report success)
     with pytest.raises(RuntimeError, match="FAILURE"):
         run(corpus=f"s3://{BUCKET}/no-such-corpus/")
 
 
-def test_container_exit_code_decides_the_task_status(docker_host, tmp_path, monkeypatch):
+def test_container_exit_code_decides_the_task_status(docker_host, tmp_path, monkeypatch, local_kfp):
     """kfp's DockerRunner loses the exit code on podman (auto-remove) and calls exit 3 a success."""
     from kfp import dsl, local
 

@@ -20,11 +20,8 @@ def echo(n: int) -> int:
 
 
 @pytest.fixture(autouse=True)
-def not_local(monkeypatch):
+def not_local(local_kfp):
     """Compile as for a cluster even if another test initialised kfp.local in this process."""
-    from kfp.local import config
-
-    monkeypatch.setattr(config.LocalExecutionConfig, "instance", None)
 
 
 def _compile(tmp_path, stage: str, profile) -> tuple[dict, dict]:

@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 # Pipeline name -> "module:function". Names are stable: KFP scopes its cache by pipeline name.
 PIPELINES = {
     "vlaforge-full": "pipelines.full:full_pipeline",
+    "vlaforge-from-hf-vlm": "pipelines.from_hf_vlm:from_hf_vlm_pipeline",
     "vlaforge-llm-from-dataset": "pipelines.from_artifacts:llm_from_dataset_pipeline",
     "vlaforge-robotics-from-demos": "pipelines.from_artifacts:robotics_from_demos_pipeline",
+    "vlaforge-vla-from-vlm": "pipelines.from_artifacts:vla_from_vlm_pipeline",
     "vlaforge-eval-compare": "pipelines.evaluate_compare:evaluate_compare_pipeline",
 }
 MANIFEST_DIR = "manifests"

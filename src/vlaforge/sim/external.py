@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 SERVER_FILE = "policy_server.json"
 
 
+def _host_address() -> str:
+    """This machine's address as other pods see it (the pod IP on Kubernetes)."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return socket.gethostname()
+
+
 def missing_episodes(results_uri: str, model: str, tasks: list[str], start: int, end: int) -> dict[str, list[int]]:
     """Per task, the indices of ``start:end`` that have no finished (non-pending) entry yet."""
     missing = {}
@@ -50,7 +58,7 @@ def serve_and_collect(policy_spec: str, tasks: list[str], episodes: str, results
         raise ValueError("no task to wait for: sim_eval.tasks is empty")
     start, end = parse_range(episodes)
     server = serve_policy(policy_spec, port, config=serve_config)
-    address = f"{socket.gethostbyname(socket.gethostname())}:{server.port}"
+    address = f"{_host_address()}:{server.port}"
     try:
         storage.write_text(storage.join(results_uri, SERVER_FILE), json.dumps(
             {"address": address, "port": server.port, "model": model, "tasks": [task_dirname(t) for t in tasks],
@@ -60,9 +68,9 @@ def serve_and_collect(policy_spec: str, tasks: list[str], episodes: str, results
         deadline = time.monotonic() + timeout_s
         while missing := missing_episodes(results_uri, model, tasks, start, end):
             if time.monotonic() > deadline:
+                what = "; ".join(f"{task_dirname(t)} {len(ix)} episodes (first {ix[0]})" for t, ix in missing.items())
                 raise TimeoutError(f"external simulator did not finish in {timeout_s:.0f} s; missing in "
-                                   f"{results_uri}: " + "; ".join(f"{task_dirname(t)} {len(ix)} episodes "
-                                                                  f"(first {ix[0]})" for t, ix in missing.items()))
+                                   f"{results_uri}: {what}")
             time.sleep(poll_s)
     finally:
         server.stop(grace=5.0)
