@@ -12,8 +12,8 @@ from components.sim_eval.component import sim_eval
 from components.step_analysis.component import step_analysis_collected
 from pipelines.stages import imported, stage
 
-EXAMPLE_POLICIES = [{"name": "policy_a", "uri": "s3://vlaforge/runs/a/vla-finetune/policy"},
-                    {"name": "policy_b", "uri": "s3://vlaforge/runs/b/vla-finetune/policy"}]
+EXAMPLE_POLICIES = [{"model": "policy_a", "uri": "s3://vlaforge/runs/a/vla-finetune/policy"},
+                    {"model": "policy_b", "uri": "s3://vlaforge/runs/b/vla-finetune/policy"}]
 
 
 @dsl.pipeline(name="vlaforge-eval-compare",
@@ -24,7 +24,7 @@ def evaluate_compare_pipeline(policies: list = EXAMPLE_POLICIES, preset: str = "
     """Closed-loop evaluation of several policy bundles on the same scenes, then one comparison.
 
     Args:
-        policies: JSON list of {"name": ..., "uri": ...}: a name for the report and the URI of a policy bundle (vla_finetune output, s3:// on a cluster).
+        policies: JSON list of {"model": ..., "uri": ...}: the policy's name in the results and report and the URI of a policy bundle (vla_finetune output, s3:// on a cluster).
         preset: Preset name (tiny, 11m, 100m, 410m, 1b, metaworld4) or YAML path; its `sim_eval` section is used.
         sim_eval_overrides: `key=value` lines for the sim_eval section, e.g. `tasks=[reach-v3, push-v3]` or `workers=8`.
         episodes: Episode indices `start:end` (end exclusive) run for every policy; empty: the preset's.
@@ -34,7 +34,7 @@ def evaluate_compare_pipeline(policies: list = EXAMPLE_POLICIES, preset: str = "
     with dsl.ParallelFor(policies, parallelism=4) as policy:
         bundle = imported(policy.uri, Model, "policy")
         evaluated = stage(sim_eval(policy=bundle.output, preset=preset, overrides=sim_eval_overrides,
-                                   model_name=policy.name, episodes=episodes), "sim_eval")
+                                   model_name=policy.model, episodes=episodes), "sim_eval")
     analysis = stage(step_analysis_collected(results=dsl.Collected(evaluated.outputs["results"]),
                                              extra_result_uris=extra_result_uris, alpha=alpha),
                      "step_analysis_collected")

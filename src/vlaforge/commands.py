@@ -28,7 +28,8 @@ def _llm(args) -> int:
     except Preempted as err:
         print(err)
         return 143
-    print(json.dumps(summary, indent=2))
+    if summary:  # ranks other than 0 of a torchrun job return an empty summary
+        print(json.dumps(summary, indent=2))
     return 0
 
 

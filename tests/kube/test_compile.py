@@ -86,6 +86,10 @@ def test_every_task_is_set_up_for_the_cluster(compiled, name):
             assert [t["key"] for t in kube["tolerations"]] == [t.key for t in stage.tolerations], label
     for dag in _dags(spec):
         for task_name, task in dag["tasks"].items():
+            for param, value in task.get("inputs", {}).get("parameters", {}).items():
+                constant = value.get("runtimeValue", {}).get("constant")
+                assert "loop-item" not in str(constant), \
+                    f"{name}: {task_name}.{param} got a loop variable's name, not its value: {constant!r}"
             if "componentRef" in task and spec["components"][task["componentRef"]["name"]].get("dag"):
                 continue  # a loop/condition; its tasks are checked in their own DAG
             assert task.get("cachingOptions", {}).get("enableCache") is True, f"{name}: {task_name} not cached"

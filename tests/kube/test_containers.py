@@ -137,8 +137,8 @@ def test_tiny_pipeline_in_containers_with_s3_cache_and_failure(docker_host, s3, 
 
     policy_uri = first.outputs["policy"].path
     with exit_code_safe_docker():
-        compared = evaluate_compare_pipeline(policies=[{"name": "policy_a", "uri": policy_uri},
-                                                       {"name": "policy_b", "uri": policy_uri}],
+        compared = evaluate_compare_pipeline(policies=[{"model": "policy_a", "uri": policy_uri},
+                                                       {"model": "policy_b", "uri": policy_uri}],
                                              preset="tiny", episodes="0:2")
     report = Path(compared.output.path).read_text()
     assert "policy_a" in report and "policy_b" in report

@@ -105,6 +105,15 @@ class _SigtermFlag:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def any_rank(flags: list[bool], world: int, device: torch.device) -> list[bool]:
+    """Each flag OR-ed over all ranks, so that every rank takes the same branch (one alone would hang)."""
+    if world == 1:
+        return flags
+    values = torch.tensor([float(f) for f in flags], device=device)
+    dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in values.tolist()]
+
+
 def _autocast(cfg: TrainConfig, device: torch.device):
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
@@ -169,7 +178,8 @@ def train(model: torch.nn.Module, task: TrainTask, cfg: TrainConfig, out_uri: st
     per_rank_start = step * accum * cfg.micro_batch_size
     batches = task.train_batches(per_rank_start, rank, world, cfg.micro_batch_size)
     t_start = time.perf_counter()
-    first_val = evaluate(model, task, cfg, device) if step == 0 and is_main else None
+    # Validation runs on rank 0 alone, so on the unwrapped model: a DDP forward would wait for the other ranks.
+    first_val = evaluate(raw_model, task, cfg, device) if step == 0 and is_main else None
     if first_val is not None:
         metrics.log(0, {"val_loss": first_val})
     model.train()
@@ -191,7 +201,7 @@ def train(model: torch.nn.Module, task: TrainTask, cfg: TrainConfig, out_uri: st
                     loss = task.loss(model, batch) / accum
                     loss.backward()
                 loss_sum += float(loss.detach())
-            if not math.isfinite(loss_sum):
+            if any_rank([not math.isfinite(loss_sum)], world, device)[0]:
                 last = ckpt.latest_checkpoint(ckpt_dir)
                 raise FloatingPointError(
                     f"{task.stage}: non-finite loss ({loss_sum}) at step {step + 1}; lower train.lr or check the "
@@ -216,9 +226,11 @@ def train(model: torch.nn.Module, task: TrainTask, cfg: TrainConfig, out_uri: st
                 metrics.log(step, values)
                 window_t, window_wait, window_steps = time.perf_counter(), 0.0, 0
             if is_main and (step % cfg.val_every == 0 or step == steps):
-                metrics.log(step, {"val_loss": evaluate(model, task, cfg, device)})
-            out_of_time = cfg.max_minutes and (elapsed_before + time.perf_counter() - t_start) > 60 * cfg.max_minutes
-            if sigterm.raised:
+                metrics.log(step, {"val_loss": evaluate(raw_model, task, cfg, device)})
+            out_of_time = bool(cfg.max_minutes) and (
+                elapsed_before + time.perf_counter() - t_start) > 60 * cfg.max_minutes
+            preempted, out_of_time = any_rank([sigterm.raised, out_of_time], world, device)
+            if preempted:
                 save(step)
                 raise Preempted(f"{task.stage}: stopped by SIGTERM at step {step}; checkpoint saved in {ckpt_dir}")
             if step % cfg.ckpt_every == 0 and step < steps:
