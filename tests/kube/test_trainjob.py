@@ -141,3 +141,18 @@ def test_torchrun_command_runs_the_vlaforge_cli():
     cmd = torchrun_command(["llm-pretrain", "--out", "/x"], 4)
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"] and "--nproc-per-node=4" in cmd
     assert cmd[-5:] == ["-m", "vlaforge.cli", "llm-pretrain", "--out", "/x"]
+
+
+def test_llm_pretrain_trains_under_torchrun_with_two_processes(monkeypatch, tmp_path):
+    """The real training stage through the one-node torchrun path (gloo on CPU): DDP, one output."""
+    from vlaforge.data.tokenize import run as tokenize
+
+    tokenize("tiny", [], str(tmp_path / "tokens"))
+    monkeypatch.setenv(LAUNCH_ENV, json.dumps(_launch(tmp_path, num_nodes=1, accelerators=2)))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "model"
+    args = ["llm-pretrain", "--data", str(tmp_path / "tokens"), "--out", OUT,
+            "--set", "train.max_steps=4", "--set", "train.val_every=2", "--set", "train.ckpt_every=4",
+            "--set", "train.micro_batch_size=8"]  # 16 = 8 x 2 processes
+    assert run_training(args, str(out), "uri", local=lambda: pytest.fail("ran in-process")) is None
+    assert (out / "config.json").is_file() and any(out.rglob("*.safetensors"))
