@@ -62,17 +62,20 @@ def build_wheel(out_dir: Path) -> Path:
     return wheel
 
 
-def build_command(builder: str, family: str, tag: str, context: Path, local: bool) -> list[str]:
+def build_command(builder: str, family: str, tag: str, context: Path, local: bool,
+                  build_args: list[str] = ()) -> list[str]:
     version = project()["version"]
     cmd = [builder, "build", "-f", str(ROOT / "images" / family / "Dockerfile"), "-t", tag,
            "--build-arg", f"VERSION={version}"]
-    if builder == "podman":
-        cmd.append("--format=docker")  # keeps SHELL (pipefail) and HEALTHCHECK, which OCI drops
+    if builder in ("podman", "buildah"):
+        cmd.append("--format=docker")  # keeps SHELL (pipefail), which the OCI format drops
     if local:
         cmd += ["--build-arg", f"BASE_IMAGE={LOCAL_BASE}",
                 "--build-arg", f"PIP_FIND_LINKS={HOST_WHEELS}",
                 "-v", f"{HOST_WHEELS}:{HOST_WHEELS}:ro",
                 "-v", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
+    for arg in build_args:
+        cmd += ["--build-arg", arg]
     return cmd + [str(context)]
 
 
@@ -81,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("families", nargs="*", default=list(FAMILIES), help=f"any of {', '.join(FAMILIES)}")
     parser.add_argument("--registry", default=os.environ.get("REGISTRY"),
                         help="registry prefix (default: $REGISTRY, else vlaforge.images' default)")
-    parser.add_argument("--builder", default=os.environ.get("BUILDER", "podman"), help="podman or docker")
+    parser.add_argument("--builder", default=os.environ.get("BUILDER", "podman"), help="podman, buildah or docker")
+    parser.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="passed on to every build, e.g. BASE_IMAGE=... or PIP_EXTRA_INDEX_URL=... (repeatable)")
     parser.add_argument("--local", action="store_true",
                         help="build from the local Debian base with the host's CPU torch wheel (no registry)")
     parser.add_argument("--push", action="store_true", help="push each image after building it")
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             (context / "requirements.txt").write_text("\n".join(requirements(family)) + "\n")
             start = time.monotonic()
             print(f"building {tag}", flush=True)
-            subprocess.run(build_command(args.builder, family, tag, context, args.local), check=True)
+            subprocess.run(build_command(args.builder, family, tag, context, args.local, args.build_arg), check=True)
             print(f"built {tag} in {time.monotonic() - start:.0f} s", flush=True)
             if args.push:
                 subprocess.run([args.builder, "push", tag], check=True)

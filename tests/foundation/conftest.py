@@ -1,4 +1,7 @@
-"""Fixtures of the foundation tests (tokenize, LLM pretraining, training loop, storage)."""
+"""Fixtures of the foundation tests (tokenize, LLM pretraining, training loop, storage).
+
+``s3_server`` (a real S3 server on loopback) comes from ``tests/conftest.py``.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 
@@ -17,7 +18,7 @@ from vlaforge.stages.llm_pretrain import run as llm_run
 from vlaforge.storage import StorageError
 
 
-def test_tokenize_and_pretrain_through_s3(s3_server, corpus, tmp_path):
+def test_tokenize_and_pretrain_through_s3(s3_server, corpus, caplog):
     _, root = s3_server
     shutil.copytree(corpus, root / "bucket" / "corpus")  # what the server serves as s3://bucket/corpus/
     stats = tokenize_run("tiny", TOKENIZE_OVERRIDES + ["corpus=s3://bucket/corpus/"], "s3://bucket/runs/tok")
@@ -36,6 +37,14 @@ def test_tokenize_and_pretrain_through_s3(s3_server, corpus, tmp_path):
     assert json.loads((model_dir / "config.json").read_text())["data"] == "s3://bucket/runs/tok"
     model, _ = load_llm("s3://bucket/runs/llm")
     assert torch.isfinite(model(torch.zeros(1, 4, dtype=torch.long))).all()
+
+    # A restarted task with a longer budget resumes from the checkpoint in the bucket.
+    with caplog.at_level(logging.INFO, logger="vlaforge.train.loop"):
+        summary = llm_run("tiny", LLM_OVERRIDES + ["train.max_steps=30", "train.ckpt_every=10"],
+                          "s3://bucket/runs/tok", "s3://bucket/runs/llm")
+    assert "from s3://bucket/runs/llm/checkpoints/step_00000010 at step 10/30" in caplog.text
+    assert summary["steps"] == 30
+    assert json.loads((model_dir / "checkpoints" / "latest.json").read_text())["step"] == 20
 
 
 def test_missing_s3_data_names_the_uri(s3_server, tmp_path):

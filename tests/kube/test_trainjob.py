@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from vlaforge.kube import trainjob
-from vlaforge.kube.launch import OUT, run_training, torchrun_command
+from vlaforge.kube.launch import OUT, run_training, stage_cli_args, torchrun_command
 from vlaforge.kube.profile import LAUNCH_ENV, PROFILE_DIR, launch_spec, profile_from_dict
 
 TRAINJOB_CRD = Path(__file__).resolve().parents[3] / "shared" / "crds" / "trainer.kubeflow.org_trainjobs.yaml"
@@ -151,8 +151,8 @@ def test_llm_pretrain_trains_under_torchrun_with_two_processes(monkeypatch, tmp_
     monkeypatch.setenv(LAUNCH_ENV, json.dumps(_launch(tmp_path, num_nodes=1, accelerators=2)))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "model"
-    args = ["llm-pretrain", "--data", str(tmp_path / "tokens"), "--out", OUT,
-            "--set", "train.max_steps=4", "--set", "train.val_every=2", "--set", "train.ckpt_every=4",
-            "--set", "train.micro_batch_size=8"]  # 16 = 8 x 2 processes
+    overrides = "train.max_steps=4\ntrain.val_every=2\ntrain.ckpt_every=4\ntrain.micro_batch_size=8"  # 16 = 8 x 2
+    args = stage_cli_args("llm-pretrain", "tiny", overrides, data=str(tmp_path / "tokens"), out=OUT)
+    assert args[:5] == ["llm-pretrain", "--preset", "tiny", "--set", "train.max_steps=4"]
     assert run_training(args, str(out), "uri", local=lambda: pytest.fail("ran in-process")) is None
     assert (out / "config.json").is_file() and any(out.rglob("*.safetensors"))

@@ -4,7 +4,7 @@ Kubeflow Trainer TrainJob across nodes that hands its output back to the launchi
 ``apply_profile`` puts the stage's launch spec in ``$VLAFORGE_LAUNCH`` when it asks for more than one
 process; without it (``kfp.local``, one GPU) the stage runs in-process. A component body calls::
 
-    summary = run_training(["llm-pretrain", "--preset", preset, "--data", dataset.uri, "--out", OUT],
+    summary = run_training(stage_cli_args("llm-pretrain", preset, overrides, data=dataset.uri, out=OUT),
                            model.path, model.uri, local=lambda: run(preset, overrides, dataset.path, model.path))
 
 Inputs must be named by URI (``artifact.uri``): TrainJob nodes do not see the launcher pod's files.
@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from vlaforge import storage
+from vlaforge.config import split_overrides
 from vlaforge.kube import trainjob
 from vlaforge.kube.profile import LAUNCH_ENV
 
@@ -37,6 +38,16 @@ def launch_from_env() -> dict | None:
         return json.loads(raw)
     except json.JSONDecodeError as err:
         raise ValueError(f"${LAUNCH_ENV} is not valid JSON: {err}") from err
+
+
+def stage_cli_args(command: str, preset: str, overrides: str | list[str] | None, **options: str) -> list[str]:
+    """``vlaforge`` arguments of a stage command: ``--preset``, one ``--set`` per override, ``--<option>``."""
+    args = [command, "--preset", preset]
+    for item in split_overrides(overrides):
+        args += ["--set", item]
+    for name, value in options.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
 
 
 def _with_out(cli_args: list[str], out: str) -> list[str]:
