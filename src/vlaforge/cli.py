@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         result = args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError, FloatingPointError) as err:
         print(f"vlaforge {args.command}: error: {err}", file=sys.stderr)
         return 2
     return int(result or 0)

@@ -14,7 +14,14 @@ from foundation_util import TOKENIZE_OVERRIDES, make_documents, write_corpus
 
 from vlaforge.data.tokenize import run as tokenize_run
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread in these tests (training runs here also set it), the previous setting after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

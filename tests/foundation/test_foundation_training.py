@@ -26,7 +26,9 @@ from vlaforge.train.config import TrainConfig
 from vlaforge.train.optim import build_optimizer
 
 STEPS = 150
-TRAIN = LLM_OVERRIDES + [f"train.max_steps={STEPS}", "train.ckpt_every=10", "train.val_every=50",
+CKPT = 5  # early first checkpoint: the SIGTERM test stops the run long before its end
+LAST = STEPS - CKPT  # the last periodic checkpoint (none is written at the end)
+TRAIN = LLM_OVERRIDES + [f"train.max_steps={STEPS}", f"train.ckpt_every={CKPT}", "train.val_every=50",
                          "train.log_every=10", "train.lr=0.01", "train.seed=7"]
 
 
@@ -68,18 +70,18 @@ def test_checkpoint_files(trained):
     ckpt_dir = out / "checkpoints"
     latest = json.loads((ckpt_dir / "latest.json").read_text())
     # The last periodic checkpoint is the one before the end; only keep_checkpoints=2 remain.
-    assert latest == {"step": STEPS - 10, "path": f"step_{STEPS - 10:08d}"}
+    assert latest == {"step": LAST, "path": f"step_{LAST:08d}"}
     assert sorted(p.name for p in ckpt_dir.iterdir()) == sorted(
-        ["latest.json", f"step_{STEPS - 20:08d}", f"step_{STEPS - 10:08d}"])
+        ["latest.json", f"step_{LAST - CKPT:08d}", f"step_{LAST:08d}"])
     folder = ckpt_dir / latest["path"]
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "optimizer.pt",
                                                       "trainer_state.json"]
     state = json.loads((folder / "trainer_state.json").read_text())
-    assert state["step"] == STEPS - 10 and state["samples_seen"] == (STEPS - 10) * 8
-    assert state["history"] and all(r["step"] <= STEPS - 10 for r in state["history"])
+    assert state["step"] == LAST and state["samples_seen"] == LAST * 8
+    assert state["history"] and all(r["step"] <= LAST for r in state["history"])
     optimizer = torch.load(folder / "optimizer.pt", weights_only=True)
     assert optimizer["state"] and optimizer["param_groups"]
-    assert all(int(s["step"]) == STEPS - 10 for s in optimizer["state"].values())
+    assert all(int(s["step"]) == LAST for s in optimizer["state"].values())
     assert json.loads((folder / "config.json").read_text())["kind"] == "llm"
 
 
@@ -115,7 +117,7 @@ def test_sigterm_then_restart_matches_an_uninterrupted_run(trained, tokenized, t
     log, _ = proc.communicate(timeout=120)
     assert proc.returncode == 143, log
     stopped_at = json.loads(latest.read_text())["step"]
-    assert 10 <= stopped_at < STEPS, log
+    assert CKPT <= stopped_at < STEPS, log
     assert f"stopped by SIGTERM at step {stopped_at}" in log
     assert not (out / "model.safetensors").exists()  # not finished: no final model yet
     state = json.loads((out / "checkpoints" / f"step_{stopped_at:08d}" / "trainer_state.json").read_text())
@@ -144,7 +146,7 @@ def test_nan_loss_names_the_step(tokenized, tmp_path):
 def test_nan_in_a_resumed_run_keeps_earlier_outputs(trained, tokenized, tmp_path):
     out = Path(shutil.copytree(trained[0], tmp_path / "model"))
     before = snapshot(out)
-    resume_step = STEPS - 10
+    resume_step = LAST
     with pytest.raises(FloatingPointError, match=rf"at step \d+; .*step_{resume_step:08d} \(untouched\)") as err:
         llm_run("tiny", TRAIN + ["train.lr=1e30"], str(tokenized), str(out))
     assert resume_step + 2 <= int(re.search(r"at step (\d+)", str(err.value)).group(1)) <= resume_step + 4
@@ -198,4 +200,12 @@ def test_corrupt_shard_met_mid_training_is_named_and_checkpoints_survive(tokeniz
     if latest:  # a checkpoint written before the bad shard came up is complete and loadable
         model, _ = load_llm(latest)
         state, _ = ckpt.load_checkpoint(latest, model, build_optimizer(model, TrainConfig()))
-        assert state["step"] % 10 == 0
+        assert state["step"] % CKPT == 0
+
+
+def test_checkpoint_of_another_model_shape_is_named(trained, tokenized, tmp_path):
+    out = Path(shutil.copytree(trained[0], tmp_path / "model"))
+    before = snapshot(out)
+    with pytest.raises(RuntimeError, match=rf"checkpoints/step_{LAST:08d}/model.safetensors does not fit"):
+        llm_run("tiny", TRAIN + ["model.d_model=48"], str(tokenized), str(out))
+    assert snapshot(out) == before

@@ -37,7 +37,12 @@ def load_weights(model: torch.nn.Module, uri: str, strict: bool = True) -> None:
         local = os.path.join(tmp, WEIGHTS)
         with open(local, "wb") as f:
             f.write(storage.read_bytes(path))
-        missing, unexpected = load_model(model, local, strict=strict)
+        try:
+            missing, unexpected = load_model(model, local, strict=strict)
+        except RuntimeError as err:  # shapes or names differ: say which file, and the first differences
+            detail = "; ".join(line.strip() for line in str(err).splitlines()[:3])
+            raise RuntimeError(f"{path} does not fit this {type(model).__name__} (written for another "
+                               f"configuration?): {detail}") from err
     if missing or unexpected:
         log.info("loaded %s with %d missing and %d unexpected keys", path, len(missing), len(unexpected))
 
