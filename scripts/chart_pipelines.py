@@ -21,19 +21,10 @@ from pathlib import Path
 
 import yaml
 
+from vlaforge.config import merge
+
 log = logging.getLogger("chart_pipelines")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def merge_values(base: dict, override: dict) -> dict:
-    """Helm's values merge: maps merge key by key, everything else (lists included) is replaced."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_values(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def load_yaml(path: Path) -> dict:
@@ -104,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.values is None:
         written = package(args.chart, args.compiled, default_profile())
     else:
-        values = merge_values(load_yaml(args.chart / "values.yaml"), load_yaml(args.values))
+        values = merge(load_yaml(args.chart / "values.yaml"), load_yaml(args.values))
         with tempfile.TemporaryDirectory() as tmp:
             compile_pipelines(values["clusterProfile"], Path(tmp))
             written = package(args.chart, Path(tmp) / "compiled", values["clusterProfile"])

@@ -112,28 +112,34 @@ def to_dict(obj: Any) -> Any:
     return dataclasses.asdict(obj)
 
 
-def _merge(base: dict, over: dict) -> dict:
+def merge(base: dict, over: dict) -> dict:
+    """Mappings merged key by key (recursively); anything else in ``over`` replaces."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out
 
 
-def preset_path(name_or_path: str) -> Path:
-    """A preset name (``tiny``) resolves to the packaged YAML; anything else is a file path."""
+def named_yaml(name_or_path: str, directory: Path, what: str) -> Path:
+    """A name resolves to ``<directory>/<name>.yaml``; a ``.yaml``/``.yml`` path is used as is."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+            raise ConfigError(f"{what} file not found: {path}")
         return path
-    path = PRESET_DIR / f"{name_or_path}.yaml"
+    path = directory / f"{name_or_path}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-        raise ConfigError(f"unknown preset '{name_or_path}'; known presets: {', '.join(known)}")
+        known = sorted(p.stem for p in directory.glob("*.yaml"))
+        raise ConfigError(f"unknown {what} '{name_or_path}'; known {what}s: {', '.join(known)}")
     return path
+
+
+def preset_path(name_or_path: str) -> Path:
+    """A preset name (``tiny``) resolves to the packaged YAML; anything else is a file path."""
+    return named_yaml(name_or_path, PRESET_DIR, "preset")
 
 
 def load_preset_dict(name_or_path: str) -> tuple[dict, str]:
@@ -149,7 +155,7 @@ def load_preset_dict(name_or_path: str) -> tuple[dict, str]:
     if parent is None:
         return data, str(path)
     base, base_src = load_preset_dict(parent)
-    return _merge(base, data), f"{path} (extends {base_src})"
+    return merge(base, data), f"{path} (extends {base_src})"
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -164,7 +170,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    out = _merge({}, data)
+    out = merge({}, data)
     for item in overrides:
         keys, value = parse_override(item)
         node = out

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from vlaforge.config import ConfigError, from_dict
+from vlaforge.config import ConfigError, from_dict, named_yaml
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 PROFILE_ENV = "VLAFORGE_PROFILE"
@@ -155,17 +155,7 @@ def profile_from_dict(data: dict, source: str = "<dict>") -> ClusterProfile:
 
 def profile_path(name_or_path: str | None = None) -> Path:
     """A profile name (``default``) resolves to the packaged YAML; a ``.yaml`` path is used as is."""
-    name_or_path = name_or_path or os.environ.get(PROFILE_ENV) or "default"
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise ConfigError(f"cluster profile not found: {path}")
-        return path
-    path = PROFILE_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-        raise ConfigError(f"unknown cluster profile '{name_or_path}'; known: {', '.join(known)}")
-    return path
+    return named_yaml(name_or_path or os.environ.get(PROFILE_ENV) or "default", PROFILE_DIR, "cluster profile")
 
 
 def load_profile(path_or_name: str | None = None) -> ClusterProfile:
