@@ -13,6 +13,8 @@ def llm_pretrain(preset: str, overrides: str, dataset: Input[Dataset], model: Ou
 
     Resumes from the newest checkpoint in `train.checkpoint_dir` (default: inside the output) after a
     restart; SIGTERM writes a final checkpoint first.
+    Runs in-process, under torchrun when the stage's cluster profile gives it several accelerators, or as a
+    Kubeflow Trainer TrainJob when it asks for several nodes (see vlaforge.kube.launch).
 
     Args:
         preset: Preset name (tiny, 11m, 100m, 410m, 1b, metaworld4) or a YAML path; its `llm` section is used.
@@ -24,9 +26,11 @@ def llm_pretrain(preset: str, overrides: str, dataset: Input[Dataset], model: Ou
     import math
 
     from vlaforge.kfp_io import write_metrics
+    from vlaforge.kube.launch import OUT, run_training, stage_cli_args
     from vlaforge.stages.llm_pretrain import run
 
-    summary = run(preset, overrides, dataset.path, model.path)
+    summary = run_training(stage_cli_args("llm-pretrain", preset, overrides, data=dataset.uri, out=OUT),
+                           model.path, model.uri, local=lambda: run(preset, overrides, dataset.path, model.path))
     model.metadata.update({"kind": "llm", "framework": "pytorch", "parameters": summary["parameters"]})
     write_metrics(metrics, {"final_loss": summary["final_loss"], "final_val_loss": summary["final_val_loss"],
                             "val_perplexity": math.exp(min(summary["final_val_loss"], 50.0)),

@@ -12,6 +12,8 @@ def vlm_pretrain(preset: str, overrides: str, llm: Input[Model], captions: Input
     """Train a ViT and pixel-shuffle projector into the LLM on captions (loss on caption tokens only).
 
     Resumes from the newest checkpoint after a restart; SIGTERM writes a final checkpoint first.
+    Runs in-process, under torchrun when the stage's cluster profile gives it several accelerators, or as a
+    Kubeflow Trainer TrainJob when it asks for several nodes (see vlaforge.kube.launch).
 
     Args:
         preset: Preset name or YAML path; its `vlm` section is used.
@@ -22,9 +24,13 @@ def vlm_pretrain(preset: str, overrides: str, llm: Input[Model], captions: Input
         metrics: Final caption loss, and caption loss with paired vs. mismatched images.
     """
     from vlaforge.kfp_io import write_metrics
+    from vlaforge.kube.launch import OUT, run_training, stage_cli_args
     from vlaforge.stages.vlm_pretrain import run
 
-    summary = run(preset, overrides, llm.path, captions.path, model.path)
+    summary = run_training(stage_cli_args("vlm-pretrain", preset, overrides, llm=llm.uri, captions=captions.uri,
+                                          out=OUT),
+                           model.path, model.uri,
+                           local=lambda: run(preset, overrides, llm.path, captions.path, model.path))
     model.metadata.update({"kind": "vlm", "framework": "pytorch"})
     write_metrics(metrics, {k: summary[k] for k in ("final_loss", "final_val_loss", "val_loss_paired",
                                                     "val_loss_mismatched", "samples_per_s", "steps")})

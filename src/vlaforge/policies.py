@@ -2,10 +2,13 @@
 
 ``baseline:<name>`` names a policy that needs no training (``baseline:expert``, ``baseline:random``,
 ``baseline:zero``); ``grpc://host:port`` is a policy served by ``vlaforge serve``; anything else is
-the URI of a trained policy bundle (local path or s3://).
+the URI of a trained policy bundle (local path or s3://), optionally with inference settings as a
+query string: ``runs/policy?execute_steps=8&flow_steps=4`` (ablations without retraining).
 """
 
 from __future__ import annotations
+
+from urllib.parse import parse_qsl
 
 from vlaforge.policy import Policy
 
@@ -24,4 +27,12 @@ def load_policy(spec: str, **kwargs) -> Policy:
         return PolicyClient(spec[len(GRPC_PREFIX):], **kwargs)
     from vlaforge.vla.bundle import load_bundle_policy
 
-    return load_bundle_policy(spec, **kwargs)
+    uri, _, query = spec.partition("?")
+    settings = dict(parse_qsl(query, strict_parsing=True)) if query else {}
+    unknown = sorted(set(settings) - BUNDLE_SETTINGS)
+    if unknown:
+        raise ValueError(f"policy spec {spec!r}: unknown setting(s) {unknown}; known: {sorted(BUNDLE_SETTINGS)}")
+    return load_bundle_policy(uri, **{k: int(v) for k, v in settings.items()}, **kwargs)
+
+
+BUNDLE_SETTINGS = {"execute_steps", "flow_steps"}

@@ -32,6 +32,7 @@ def test_finetune_on_captions_writes_a_loadable_hf_vlm_folder(tmp_path, captions
     assert marker == {"kind": "hf_vlm", "hf_path": "hf", "model_type": "idefics3", "source": "tiny:idefics3"}
     assert not (out / "model.safetensors").exists(), "the training loop's weights would duplicate hf/"
     assert (out / "metrics.jsonl").exists() and (out / "hf" / "processor_config.json").exists()
+    assert json.loads((out / "train_summary.json").read_text()) == summary, "what a torchrun launcher hands on"
 
     loaded = load_hf_vlm_artifact(str(out))
     train_pairs, val_pairs = caption_splits(captions, 32, resize=True)
@@ -44,6 +45,7 @@ def test_import_only_through_the_cli(tmp_path, capsys):
     assert cli_main(["hf-vlm", "--set", "model=tiny:qwen3_vl", "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["model_type"] == "qwen3_vl" and "steps" not in summary
+    assert json.loads((out / "train_summary.json").read_text()) == summary
     backbone = load_hf_vlm_artifact(str(out), freeze=True)
     images = torch.randint(0, 256, (1, 2, 3, 32, 32), dtype=torch.uint8)
     with torch.no_grad():
@@ -53,4 +55,10 @@ def test_import_only_through_the_cli(tmp_path, capsys):
 def test_unknown_model_family_is_named_and_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match="unknown tiny HF VLM family 'nope'"):
         run("tiny", ["model=tiny:nope"], str(tmp_path / "vlm"))
+    assert not (tmp_path / "vlm").exists()
+
+
+def test_import_only_under_torchrun_leaves_the_output_to_rank_0(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    assert run("tiny", ["model=tiny:qwen3_vl"], str(tmp_path / "vlm")) == {}
     assert not (tmp_path / "vlm").exists()

@@ -13,6 +13,7 @@ from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
 from vlaforge.models.llm import LLMConfig
 from vlaforge.models.vit import ViTConfig
 from vlaforge.models.vla import ActionExpertConfig
+from vlaforge.policies import load_policy
 from vlaforge.policy import Observation
 from vlaforge.robotics.config import PreprocessConfig
 from vlaforge.robotics.loader import make_loader
@@ -95,3 +96,13 @@ def test_bundle_missing_files_is_named(trained, tmp_path):
     shutil.copytree(root / "vla", broken, ignore=shutil.ignore_patterns("checkpoints", "normalizer.json"))
     with pytest.raises(FileNotFoundError, match="missing normalizer.json"):
         VLAPolicy(str(broken))
+
+
+def test_policy_spec_settings_override_the_bundle(trained):
+    root, _ = trained
+    policy = load_policy(f"{root / 'vla'}?execute_steps=2&flow_steps=3")
+    assert (policy.execute_steps, policy.flow_steps) == (2, 3)
+    default = load_policy(str(root / "vla"))
+    assert default.flow_steps == 8 and default.execute_steps == 4
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['chunk'\]"):
+        load_policy(f"{root / 'vla'}?chunk=2")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -44,6 +46,7 @@ def test_vlm_learns_captions_and_uses_the_image(llm_dir, caption_shards, tmp_pat
     summary = vlm_pretrain(cfg, llm_dir, caption_shards, str(tmp_path / "vlm"))
     assert summary["final_val_loss"] < 0.2 * summary["initial_val_loss"]
     assert summary["val_loss_mismatched"] > 2 * summary["val_loss_paired"]
+    assert json.loads((tmp_path / "vlm" / "train_summary.json").read_text()) == summary  # what launchers hand on
     model, tokenizer, config = load_vlm(str(tmp_path / "vlm"))
     assert config["tokens_per_image"] == VIT.tokens_per_image
     assert "<|image|>" in tokenizer.get_vocab()

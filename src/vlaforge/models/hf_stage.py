@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from vlaforge.data.captions import caption_splits
 from vlaforge.data.streams import batched
 from vlaforge.models.hf_tiny import build_tiny_hf_vlm
 from vlaforge.models.hf_vlm import HFVLMBackbone, artifact_marker, hf_vlm_caption_loss, save_hf_vlm_artifact
+from vlaforge.stages import write_summary
 from vlaforge.train.config import TrainConfig
 from vlaforge.train.loop import train
 
@@ -90,6 +92,9 @@ def image_use_gap(backbone: HFVLMBackbone, task: HFCaptionTask, batch_size: int 
 
 def hf_vlm_stage(cfg: HFVLMStageConfig, out_uri: str, captions_uri: str = "") -> dict:
     """Load ``cfg.model``, fine-tune it on ``captions_uri`` (if given and ``cfg.finetune``), write it to ``out_uri``."""
+    finetune = bool(captions_uri and cfg.finetune)
+    if not finetune and int(os.environ.get("RANK", 0)):
+        return {}  # several processes (torchrun) but nothing to train: rank 0 alone writes the output
     torch.manual_seed(cfg.train.seed)
     with model_source(cfg.model) as source:
         backbone = HFVLMBackbone(source, cfg.torch_dtype)
@@ -97,7 +102,7 @@ def hf_vlm_stage(cfg: HFVLMStageConfig, out_uri: str, captions_uri: str = "") ->
     summary = {"model": cfg.model, "model_type": backbone.model.config.model_type,
                "parameters": sum(p.numel() for p in backbone.parameters()), "hidden_size": backbone.hidden_size,
                "num_layers": backbone.num_layers}
-    if captions_uri and cfg.finetune:
+    if finetune:
         train_pairs, val_pairs = caption_splits(captions_uri, cfg.image_size, resize=True,
                                                 val_fraction=cfg.val_fraction)
         log.info("hf_vlm: fine-tuning %s on %d train / %d val captions", cfg.model, len(train_pairs), len(val_pairs))
@@ -115,6 +120,7 @@ def hf_vlm_stage(cfg: HFVLMStageConfig, out_uri: str, captions_uri: str = "") ->
     if storage.exists(loop_weights):
         fs, path = storage.filesystem(loop_weights)
         fs.rm(path)
+    write_summary(out_uri, summary)
     return summary
 
 

@@ -8,7 +8,6 @@ Output (a Model artifact folder): ``model.safetensors``, ``config.json`` (``{"ki
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -20,6 +19,7 @@ from vlaforge.config import load
 from vlaforge.data.text_shards import TokenWindows
 from vlaforge.data.tokenize import load_tokenizer
 from vlaforge.models.llm import LLMConfig, Transformer
+from vlaforge.stages import write_summary
 from vlaforge.train import checkpoint as ckpt
 from vlaforge.train.config import TrainConfig
 from vlaforge.train.loop import train
@@ -84,7 +84,7 @@ def llm_pretrain(cfg: LLMStageConfig, data_uri: str, out_uri: str) -> dict:
         summary["parameters"] = n_params
         summary["sample"] = sample_text(model.cpu().eval(), tokenizer, cfg.sample_prompt)
         log.info("sample: %r", summary["sample"])
-        storage.write_text(storage.join(out_uri, "train_summary.json"), json.dumps(summary, indent=2))
+        write_summary(out_uri, summary)
     return summary
 
 

@@ -16,6 +16,7 @@ import torch
 from vlaforge import storage
 from vlaforge.config import load
 from vlaforge.models.vla import VLA, ActionExpertConfig, VLMBackbone
+from vlaforge.robotics.augment import random_shift
 from vlaforge.robotics.config import read_preprocessing_config
 from vlaforge.robotics.loader import make_loader
 from vlaforge.train import checkpoint as ckpt
@@ -35,6 +36,7 @@ class VLAStageConfig:
     execute_steps: int = 4  # actions executed from each predicted chunk before re-planning
     num_workers: int = 0  # DataLoader worker processes
     shuffle_buffer: int = 512
+    image_shift: int = 0  # random-shift augmentation of training images by up to this many pixels (0: off)
 
 
 class RoboticsTask:
@@ -52,6 +54,8 @@ class RoboticsTask:
         return iter(make_loader(self.data_uri, micro_batch, 0, split="val", infinite=False, shuffle_buffer=0))
 
     def loss(self, model, batch):
+        if model.training and self.cfg.image_shift:
+            batch = {**batch, "images": random_shift(batch["images"], self.cfg.image_shift)}
         return model.loss(batch)
 
 

@@ -1,7 +1,8 @@
 """The vlm_pretrain stage: ViT + projector + the pretrained LLM, trained on image captions.
 
 Output (Model folder): ``model.safetensors``, ``config.json`` (``{"kind": "vlm", ...}``),
-``tokenizer/`` (the LLM's, plus ``<|image|>``), metrics, checkpoints.
+``tokenizer/`` (the LLM's, plus ``<|image|>``), ``metrics.jsonl``, ``train_summary.json`` (the summary
+``run`` returns, image-use gap included), ``checkpoints/``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from vlaforge.data.tokenize import load_tokenizer
 from vlaforge.models.llm import LLMConfig, Transformer
 from vlaforge.models.vit import ViTConfig
 from vlaforge.models.vlm import IMAGE_TOKEN, VLM
+from vlaforge.stages import write_summary
 from vlaforge.stages.llm_pretrain import load_llm
 from vlaforge.train import checkpoint as ckpt
 from vlaforge.train.config import TrainConfig
@@ -113,6 +115,7 @@ def vlm_pretrain(cfg: VLMStageConfig, llm_uri: str, captions_uri: str, out_uri: 
         summary.update(image_use_gap(model.cpu(), task))
         log.info("caption loss with paired images %.3f vs mismatched %.3f", summary["val_loss_paired"],
                  summary["val_loss_mismatched"])
+        write_summary(out_uri, summary)
     return summary
 
 

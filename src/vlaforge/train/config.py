@@ -19,7 +19,7 @@ class TrainConfig:
     max_steps: int = 0  # budget in optimizer steps; else budget_tokens / budget_samples decide
     budget_tokens: int = 0
     budget_samples: int = 0
-    max_minutes: float = 0.0  # wall-clock budget (0 = none); the schedule still follows the step budget
+    max_minutes: float = 0.0  # wall-clock budget (0 = none); the LR schedule follows whichever budget runs out first
     val_every: int = 50
     val_batches: int = 4
     ckpt_every: int = 100

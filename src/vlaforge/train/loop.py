@@ -26,7 +26,7 @@ from vlaforge import storage
 from vlaforge.train import checkpoint as ckpt
 from vlaforge.train.config import TrainConfig
 from vlaforge.train.metrics import MetricsLogger
-from vlaforge.train.optim import build_optimizer, lr_at
+from vlaforge.train.optim import build_optimizer, lr_at, schedule_step
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def train(model: torch.nn.Module, task: TrainTask, cfg: TrainConfig, out_uri: st
     with _SigtermFlag() as sigterm, tqdm(total=steps, initial=step, desc=task.stage, unit="step",
                                          disable=not is_main, mininterval=5.0) as bar:
         while step < steps:
-            lr = lr_at(step, steps, cfg)
+            lr = lr_at(schedule_step(step, steps, elapsed_before + time.perf_counter() - t_start, cfg), steps, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss_sum = 0.0

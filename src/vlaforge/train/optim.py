@@ -32,3 +32,11 @@ def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def schedule_step(step: int, total_steps: int, elapsed_s: float, cfg: TrainConfig) -> int:
+    """The step the schedule is at: with a wall-clock budget, the step or the elapsed share of the
+    budget, whichever is further along, so a run stopped by ``max_minutes`` ends with a decayed rate."""
+    if not cfg.max_minutes:
+        return step
+    return max(step, int(total_steps * elapsed_s / (60 * cfg.max_minutes)))
