@@ -33,7 +33,7 @@ HOST_WHEELS = "/opt/wheels"
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # Packages the analysis image leaves out: it reads rollout results and never runs a model or simulator.
 ANALYSIS_EXCLUDES = {"torch", "transformers", "tokenizers", "safetensors", "metaworld", "mujoco",
-                     "gymnasium", "grpcio", "grpcio-health-checking", "av", "imageio"}
+                     "gymnasium", "grpcio", "grpcio-health-checking"}  # imageio + av: episode strips in the report
 
 
 def project() -> dict:

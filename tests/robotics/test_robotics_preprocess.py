@@ -81,6 +81,7 @@ def test_split_by_episode_shuffle_and_outputs(processed):
     assert written["dataset"]["image_shape"] == [16, 16, 3]
     back = read_preprocessing_config(str(out))
     assert back.cameras == ["corner", "behindGripper"] and back.past_steps == 2 and back.image_indices == [-2, 0]
+    assert cfg.image_size == 0 and back.image_size == 16  # the size the frames have, for the policy at inference
 
 
 def test_same_seed_same_output_and_parallel_equals_serial(tmp_path, processed):

@@ -1,4 +1,5 @@
-"""Writing the analysis: CSV and Markdown tables, PNG plots, one self-contained HTML report, metrics."""
+"""Writing the analysis: CSV and Markdown tables, PNG plots, episode strips, one self-contained HTML report,
+metrics."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import logging
 import math
 
 from vlaforge import __version__, storage
+from vlaforge.analysis.episodes import EpisodeVideo
 from vlaforge.analysis.plots import aggregate_plot, task_plot
 from vlaforge.analysis.study import BALANCED, Analysis
 from vlaforge.analysis.summary import CONFIDENCE
+from vlaforge.sim.video import media_html
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +119,33 @@ th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3
 td:first-child,td:nth-child(2){text-align:left}tr.sig td{background:#eef7ee}
 .warn{background:#fff4e5;border-left:4px solid #f0a030;padding:8px 12px;margin:8px 0}
 .meta{color:#555;font-size:13px}img{max-width:100%;border:1px solid #eee}
+figure.episode{margin:8px 0}figure.episode img,figure.episode video{image-rendering:pixelated;vertical-align:top;
+margin-right:6px}figcaption{font-size:13px;color:#333}h3{font-size:15px;margin-bottom:4px}
 """
 
 
-def html_report(a: Analysis, title: str, plots: dict[str, bytes], sources: list[str]) -> str:
+def _png(data: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
+
+
+def episodes_html(episodes: list[EpisodeVideo]) -> list[str]:
+    """The Episodes section: per task, a strip of frames and the video of each shown episode."""
+    if not episodes:
+        return ["<h2>Episodes</h2>", '<p class="meta">No episode videos were recorded with these results '
+                "(sim_eval records the first videos_per_task episodes of each task).</p>"]
+    out = ["<h2>Episodes</h2>", '<p class="meta">The first recorded episodes of each (model, task): frames '
+           "from start to end, left to right, then the video.</p>"]
+    for task in sorted({e.task for e in episodes}):
+        out.append(f"<h3>{html.escape(task)}</h3>")
+        out += [f'<figure class="episode">{_png(e.strip, e.caption)}{media_html(e.fmt, e.video, 128)}'
+                f"<figcaption>{html.escape(e.caption)}</figcaption></figure>" for e in episodes if e.task == task]
+    return out
+
+
+def html_report(a: Analysis, title: str, plots: dict[str, bytes], sources: list[str],
+                episodes: list[EpisodeVideo] | None = None) -> str:
     def img(name: str, alt: str) -> str:
-        data = base64.b64encode(plots[name]).decode("ascii")
-        return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+        return _png(plots[name], alt)
 
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [f"<h1>{html.escape(title)}</h1>",
@@ -135,6 +158,7 @@ def html_report(a: Analysis, title: str, plots: dict[str, bytes], sources: list[
                  img("plot_aggregate.png", "aggregate success rates")]
     body += ["<h2>Per task</h2>", img("plot_tasks.png", "success rates per task"),
              to_html_table(_display(task_table(a, 1))),
+             *episodes_html(episodes or []),
              "<h2>Pairwise decisions</h2>",
              "<p class=\"meta\">policy0 vs policy1, cut to the shorter sequence; decisions other than "
              "'fail to decide' are significant (highlighted).</p>",
@@ -145,8 +169,9 @@ def html_report(a: Analysis, title: str, plots: dict[str, bytes], sources: list[
 
 
 def write_outputs(a: Analysis, metrics: dict[str, float], out_dir: str, title: str = "Policy comparison",
-                  sources: list[str] | None = None) -> dict[str, str]:
-    """Write every output file into ``out_dir`` (each atomically); returns {name: uri}."""
+                  sources: list[str] | None = None, episodes: list[EpisodeVideo] | None = None) -> dict[str, str]:
+    """Write every output file into ``out_dir`` (each atomically), the episode strips under ``episodes/``;
+    returns {name: uri}."""
     plots = {"plot_tasks.png": task_plot(a.rows, a.models, a.tasks, a.letters)}
     if a.balanced:
         plots["plot_aggregate.png"] = aggregate_plot(a.balanced, a.unweighted, a.models,
@@ -161,7 +186,8 @@ def write_outputs(a: Analysis, metrics: dict[str, float], out_dir: str, title: s
         files["aggregate.md"] = to_markdown(_display(aggregate_table(a, 1)))
     files["tables.md"] = markdown_report(a, title)
     files["metrics.json"] = json.dumps({k: v for k, v in metrics.items() if math.isfinite(v)}, indent=2)
-    files["report.html"] = html_report(a, title, plots, sources or [])
+    files["report.html"] = html_report(a, title, plots, sources or [], episodes)
+    files.update({e.strip_path: e.strip for e in episodes or []})
     written = {}
     for name, data in files.items():
         uri = storage.join(out_dir, name)

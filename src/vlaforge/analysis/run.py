@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vlaforge import storage
+from vlaforge.analysis.episodes import collect_episodes
 from vlaforge.analysis.report import write_outputs
 from vlaforge.analysis.results import apply_renames, load_renames, load_results
 from vlaforge.analysis.study import analyze, headline_metrics
@@ -10,7 +11,8 @@ from vlaforge.analysis.study import analyze, headline_metrics
 
 def run_analysis(result_uris: list[str] | str, out_dir: str, rename_uri: str | None = None,
                  alpha: float = 0.05, seed: int = 0, title: str = "Policy comparison") -> dict[str, float]:
-    """Load every results root, compare the models, write tables, plots and ``report.html`` to ``out_dir``.
+    """Load every results root, compare the models, write tables, plots, strips of the recorded episodes and
+    ``report.html`` to ``out_dir``.
 
     Returns the headline metrics (also written to ``out_dir/metrics.json``).
     """
@@ -20,7 +22,7 @@ def run_analysis(result_uris: list[str] | str, out_dir: str, rename_uri: str | N
         results = apply_renames(results, load_renames(rename_uri), rename_uri)
     analysis = analyze(results, alpha, seed)
     metrics = headline_metrics(analysis)
-    write_outputs(analysis, metrics, out_dir, title=title, sources=uris)
+    write_outputs(analysis, metrics, out_dir, title=title, sources=uris, episodes=collect_episodes(results))
     return metrics
 
 

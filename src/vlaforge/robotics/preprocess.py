@@ -155,6 +155,9 @@ def preprocess(cfg: PreprocessConfig, episodes_uris: list[str], out_uri: str) ->
                 summary[f"{split}_samples"], summary[f"{split}_shards"] = _write_split(
                     storage.join(out_uri, split), chosen, cfg, rng)
         frame_shape = _frame_shape(records[0], cfg)
+    if not cfg.image_size and frame_shape[0] == frame_shape[1]:
+        # Record the size the frames have, so a policy resizes live camera frames to what it was trained on.
+        cfg = dataclasses.replace(cfg, image_size=frame_shape[0])
     write_stats(out_uri, stats)
     storage.write_text(storage.join(out_uri, SPLITS_FILE), json.dumps(
         {split: [m.episode_id for m, v in zip(metas, is_val) if v == wanted]
