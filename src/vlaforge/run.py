@@ -1,12 +1,14 @@
 """``vlaforge run``: the full pipeline on this machine through kfp.local, with caching.
 
 The preset and the user's overrides are resolved here and handed to each stage as that stage's
-complete ``key=value`` list, so the KFP cache key of a task changes exactly when its configuration
-does, including edits to the preset file itself.
+complete ``key=value`` list, every field of its config class included, so the KFP cache key of a
+task changes exactly when its configuration does: edits to the preset file and new or changed
+defaults in the code included.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -57,7 +59,7 @@ def stage_configs() -> dict[str, type]:
 
 
 def resolve(preset: str, overrides: list[str]) -> dict[str, str]:
-    """Per-section override strings of the resolved preset; every section is validated first."""
+    """Per-section override strings of the resolved preset: every field of each section's config."""
     data, source = load_preset_dict(preset)
     data = apply_overrides(data, split_overrides(overrides))
     classes = stage_configs()
@@ -66,9 +68,8 @@ def resolve(preset: str, overrides: list[str]) -> dict[str, str]:
         raise ConfigError(f"{source}: unknown section(s) {unknown}; known: {sorted(classes)}")
     resolved = {}
     for section, cls in classes.items():
-        lines = flatten(data.get(section) or {})
-        load(cls, preset, lines, section)  # raises a ConfigError naming the key
-        resolved[section] = "\n".join(lines)
+        cfg = load(cls, preset, flatten(data.get(section) or {}), section)  # raises a ConfigError naming the key
+        resolved[section] = "\n".join(flatten(dataclasses.asdict(cfg)))
     return resolved
 
 

@@ -84,3 +84,14 @@ def test_cli_reports_a_config_error_naming_key_and_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "unknown key 'llm.model.n_layer'" in err and "tiny.yaml" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_resolved_sections_hold_every_field_so_new_defaults_change_cache_keys():
+    from vlaforge.run import resolve
+
+    sections = resolve("tiny", ["llm.train.lr=0.01"])
+    llm = sections["llm"].splitlines()
+    assert "train.lr=0.01" in llm and "train.keep_checkpoints=2" in llm  # set here / left at its default
+    assert "labels=\"executed\"" in sections["demos"].splitlines()
+    cfg = load(LLMStageConfig, "tiny", llm, "llm")
+    assert cfg == load(LLMStageConfig, "tiny", ["train.lr=0.01"], "llm")  # the stage reads the same config

@@ -161,3 +161,15 @@ def test_bfloat16_weights_give_float32_features(hf_model_dir, images):
     assert backbone.model.dtype == torch.bfloat16
     out = features(backbone, images)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_image_states_precede_the_action_states(hf_model_dir, images):
+    backbone = HFVLMBackbone(hf_model_dir)
+    plain = features(backbone, images, last_k=1)
+    with torch.no_grad():
+        both = backbone.action_features(images, INSTRUCTIONS, 1, image_states=True)
+    texts = [backbone.prompt(images.shape[1], t) + ACTION_TOKEN for t in INSTRUCTIONS]
+    n_image = int((backbone.encode(images, texts)["input_ids"][0] == backbone.model.config.image_token_id).sum())
+    assert n_image > 0 and both.shape == (2, n_image + 1, backbone.hidden_size)
+    torch.testing.assert_close(both[:, -1:], plain)
+    assert not torch.allclose(both[0, :n_image], both[1, :n_image])  # each sample's own images

@@ -71,3 +71,17 @@ def test_bad_config_is_named(tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'demos.episodes'"):
         run("tiny", ["episodes=3"], str(tmp_path))
     assert not list(tmp_path.iterdir())
+
+
+def test_clean_labels_record_the_experts_choice_along_the_noisy_path(tmp_path):
+    cfg = DemoConfig(tasks=["reach-v3"], episodes_per_task=1, cameras=["corner"], image_size=32, action_noise=0.3)
+    record_demos(cfg, str(tmp_path / "executed"))
+    cfg.labels = "clean"
+    record_demos(cfg, str(tmp_path / "clean"))
+    clean, executed = (np.load(tmp_path / d / "episodes" / "reach-v3-000000.npz") for d in ("clean", "executed"))
+    np.testing.assert_array_equal(clean["proprio"], executed["proprio"])  # the same noisy path
+    noise = executed["action"] - clean["action"]
+    assert 0.15 < noise[:, :3].std() < 0.35  # the executed actions carry the N(0, 0.3) noise (clipped to the box)
+    assert np.abs(np.diff(clean["action"][:, :3], axis=0)).mean() < np.abs(np.diff(executed["action"][:, :3], axis=0)).mean() / 2
+    with pytest.raises(ValueError, match="demos.labels must be 'clean' or 'executed'"):
+        record_demos(DemoConfig(labels="noisy"), str(tmp_path / "bad"))

@@ -15,11 +15,11 @@ from vlaforge.models.vit import ViTConfig
 from vlaforge.models.vla import ActionExpertConfig
 from vlaforge.policies import load_policy
 from vlaforge.policy import Observation
-from vlaforge.robotics.config import PreprocessConfig
+from vlaforge.robotics.config import PreprocessConfig, read_preprocessing_config
 from vlaforge.robotics.loader import make_loader
 from vlaforge.robotics.preprocess import preprocess
 from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
-from vlaforge.stages.vla_finetune import VLAStageConfig, vla_finetune
+from vlaforge.stages.vla_finetune import VLAStageConfig, build_vla, load_backbone, vla_finetune
 from vlaforge.stages.vlm_pretrain import VLMStageConfig, vlm_pretrain
 from vlaforge.train.config import TrainConfig
 from vlaforge.vla.bundle import VLAPolicy, load_vla
@@ -106,3 +106,17 @@ def test_policy_spec_settings_override_the_bundle(trained):
     assert default.flow_steps == 8 and default.execute_steps == 4
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['chunk'\]"):
         load_policy(f"{root / 'vla'}?chunk=2")
+
+
+def test_expert_can_attend_to_the_image_tokens(trained):
+    root, _ = trained
+    cfg = VLAStageConfig(expert=ActionExpertConfig(d_model=32, n_layers=1, n_heads=2, last_k_layers=1,
+                                                   image_tokens=True))
+    backbone, _ = load_backbone(str(root / "vlm"))
+    model = build_vla(backbone, cfg, read_preprocessing_config(str(root / "robo")))
+    batch = next(iter(make_loader(str(root / "robo"), 4, 0)))
+    n_image = batch["images"].shape[1] * backbone.vlm.vit.cfg.tokens_per_image
+    assert model.condition(batch).shape == (4, n_image + 1, backbone.hidden_size)
+    model.loss(batch).backward()
+    assert model.expert.image_embed.grad.abs().sum() > 0
+    assert backbone.vlm.vit.patchify.weight.grad.abs().sum() > 0

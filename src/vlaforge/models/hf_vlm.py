@@ -96,8 +96,10 @@ class HFVLMBackbone(nn.Module):
         dtype = self.model.dtype
         return {k: v.to(self.device, dtype=dtype if v.is_floating_point() else None) for k, v in enc.items()}
 
-    def action_features(self, images: torch.Tensor, instructions: list[str], last_k: int) -> torch.Tensor:
-        """Hidden states at the ``<|action|>`` token of the last ``last_k`` decoder layers: (B, last_k, hidden_size).
+    def action_features(self, images: torch.Tensor, instructions: list[str], last_k: int,
+                        image_states: bool = False) -> torch.Tensor:
+        """Hidden states at the ``<|action|>`` token of the last ``last_k`` decoder layers: (B, last_k, hidden_size),
+        preceded by the last layer's states at the image tokens when ``image_states``.
 
         The prompt holds the V views of ``images`` (uint8 (B, V, 3, H, W)), the instruction, then ``<|action|>``.
         """
@@ -112,7 +114,22 @@ class HFVLMBackbone(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             hidden = self.model.model(**enc, output_hidden_states=True, use_cache=False).hidden_states
         rows = torch.arange(len(texts), device=position.device)
-        return torch.stack([h[rows, position] for h in hidden[-last_k:]], dim=1).float()
+        picked = torch.stack([h[rows, position] for h in hidden[-last_k:]], dim=1)
+        if image_states:
+            picked = torch.cat([self._image_states(enc["input_ids"], hidden[-1]), picked], dim=1)
+        return picked.float()
+
+    def _image_states(self, input_ids: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """The last layer's states at the image placeholder tokens: (B, image tokens, hidden_size)."""
+        image_id = getattr(self.model.config, "image_token_id", None)
+        if image_id is None:
+            raise ValueError(f"{self.name_or_path}: the model config names no image_token_id, so expert.image_tokens "
+                             "cannot find the image tokens; set expert.image_tokens=false")
+        is_image = input_ids == image_id
+        counts = is_image.sum(1)
+        if not bool((counts == counts[0]).all()):
+            raise ValueError(f"image token counts differ across the batch: {counts.tolist()}")
+        return last[is_image].view(len(input_ids), int(counts[0]), last.shape[-1])
 
     def save(self, out_dir: str) -> None:
         """Write the model and processor (``save_pretrained`` files) to ``out_dir`` (local or s3://).

@@ -2,7 +2,10 @@
 
 The backbone appends one ``<|action|>`` token after the images and the instruction; that token's
 hidden states from the backbone's last ``k`` layers condition the action expert, a small
-bidirectional transformer over [conditioning tokens, proprio tokens, noisy action tokens]. Trained
+bidirectional transformer over [conditioning tokens, proprio tokens, noisy action tokens]. With
+``expert.image_tokens`` the expert also attends to the backbone's last-layer image-token states (as
+pi0's action expert attends to the VLM's tokens), so fine spatial detail need not squeeze through
+one token. Trained
 with flow matching (straight path from noise ``x0`` to actions ``x1``, target velocity ``x1 - x0``);
 inference integrates the velocity from noise in ``flow_steps`` Euler steps.
 """
@@ -29,6 +32,7 @@ class ActionExpertConfig:
     last_k_layers: int = 2  # backbone layers whose action-token state conditions the expert
     flow_steps: int = 8  # Euler steps at inference
     time_beta: bool = True  # sample flow time from Beta(1.5, 1) (more weight near noise), else uniform
+    image_tokens: bool = False  # also condition on the backbone's last-layer image-token states
 
 
 class VLMBackbone(nn.Module):
@@ -59,8 +63,10 @@ class VLMBackbone(nn.Module):
             self._ids[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self._ids[text]
 
-    def action_features(self, images: torch.Tensor, instructions: list[str], last_k: int) -> torch.Tensor:
-        """uint8 images (B, V, 3, H, W) + instructions -> action-token states (B, last_k, d)."""
+    def action_features(self, images: torch.Tensor, instructions: list[str], last_k: int,
+                        image_states: bool = False) -> torch.Tensor:
+        """uint8 images (B, V, 3, H, W) + instructions -> action-token states (B, last_k, d), preceded by
+        the last layer's image-token states (B, V * tokens_per_image, d) when ``image_states``."""
         n_img = images.shape[1] * self.vlm.vit.cfg.tokens_per_image
         rows = [[self.vlm.image_token_id] * n_img + self._instruction_ids(t) + [self.action_token_id]
                 for t in instructions]
@@ -71,8 +77,8 @@ class VLMBackbone(nn.Module):
         tokens = tokens.to(images.device)
         _, hidden = self.vlm.hidden_states(tokens, images)
         where = torch.tensor([len(r) - 1 for r in rows], device=images.device)
-        picked = [h[torch.arange(len(rows), device=images.device), where] for h in hidden[-last_k:]]
-        return torch.stack(picked, dim=1)
+        picked = torch.stack([h[torch.arange(len(rows), device=images.device), where] for h in hidden[-last_k:]], 1)
+        return torch.cat([hidden[-1][:, :n_img], picked], dim=1) if image_states else picked
 
 
 def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -92,6 +98,7 @@ class ActionExpert(nn.Module):
         d = cfg.d_model
         self.cfg = cfg
         self.cond_proj = nn.Sequential(nn.LayerNorm(cond_dim), nn.Linear(cond_dim, d))
+        self.image_embed = nn.Parameter(torch.randn(1, 1, d) * 0.02) if cfg.image_tokens else None
         self.proprio_proj = nn.Linear(proprio_dim, d)
         self.action_in = nn.Linear(action_dim, d)
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
@@ -103,9 +110,14 @@ class ActionExpert(nn.Module):
         self.chunk = chunk
 
     def forward(self, cond: torch.Tensor, proprio: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor):
+        """``cond``: (B, [image tokens +] last_k_layers, cond_dim); image tokens carry their own positions."""
         temb = self.time_mlp(time_embedding(t, self.cfg.d_model))[:, None]
-        x = torch.cat([self.cond_proj(cond), self.proprio_proj(proprio), temb,
-                       self.action_in(noisy) + temb], dim=1) + self.pos
+        n_image = cond.shape[1] - self.cfg.last_k_layers
+        cond = self.cond_proj(cond)
+        x = torch.cat([cond[:, n_image:], self.proprio_proj(proprio), temb, self.action_in(noisy) + temb],
+                      dim=1) + self.pos
+        if n_image:
+            x = torch.cat([cond[:, :n_image] + self.image_embed, x], dim=1)
         for block in self.blocks:
             x = block(x)
         return self.action_out(self.norm(x[:, -self.chunk:]))
@@ -130,7 +142,8 @@ class VLA(nn.Module):
 
     def condition(self, batch: dict) -> torch.Tensor:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
-            return self.backbone.action_features(batch["images"], batch["instruction"], self.cfg.last_k_layers)
+            return self.backbone.action_features(batch["images"], batch["instruction"], self.cfg.last_k_layers,
+                                                 image_states=self.cfg.image_tokens)
 
     def loss(self, batch: dict) -> torch.Tensor:
         """Flow-matching MSE on the (unpadded) future actions."""

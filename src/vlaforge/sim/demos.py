@@ -36,7 +36,8 @@ class DemoConfig:
     episodes_per_task: int = 4
     cameras: list[str] = field(default_factory=lambda: ["corner", "behindGripper"])
     image_size: int = 64
-    action_noise: float = 0.1  # std of the Gaussian noise added to the expert's actions
+    action_noise: float = 0.1  # std of the Gaussian noise added to the executed expert actions
+    labels: str = "executed"  # recorded actions: "executed" (with the noise) or "clean" (the expert's own; DART-style)
     steps_after_success: int = 5  # keep recording this many steps after the first success
     max_steps: int = 0  # time limit in control steps; 0: each task's own
     keep_failed: bool = False
@@ -55,8 +56,14 @@ class Demo:
         return bool(self.success.any())
 
 
-def record_episode(env: SimEnv, expert: ExpertPolicy, seed: int, steps_after_success: int) -> Demo:
-    """One expert episode in the scene of ``seed``; stops at the time limit or shortly after success."""
+def record_episode(env: SimEnv, expert: ExpertPolicy, seed: int, steps_after_success: int,
+                   labeler: ExpertPolicy | None = None) -> Demo:
+    """One expert episode in the scene of ``seed``; stops at the time limit or shortly after success.
+
+    The arm executes ``expert``'s (noisy) actions, so the demonstrations visit states off the ideal
+    path and show the way back. With a noise-free ``labeler`` the recorded action is its choice in
+    each visited state (DART-style clean labels), so a policy learns the correction, not the noise.
+    """
     obs = env.reset(seed)
     frames: dict[str, list] = {cam: [] for cam in env.cameras}
     proprio, actions, success = [], [], []
@@ -66,7 +73,7 @@ def record_episode(env: SimEnv, expert: ExpertPolicy, seed: int, steps_after_suc
         for cam in env.cameras:
             frames[cam].append(obs.images[cam])
         proprio.append(obs.proprio)
-        actions.append(action)
+        actions.append(action if labeler is None else labeler.predict([[obs]])[0][0])
         obs, ok, done = env.step(action)
         success.append(ok)
         if ok and first_success is None:
@@ -85,6 +92,8 @@ def _check(cfg: DemoConfig) -> None:
     check_cameras(cfg.cameras)
     if cfg.episodes_per_task < 1:
         raise ValueError(f"demos.episodes_per_task must be >= 1, got {cfg.episodes_per_task}")
+    if cfg.labels not in ("clean", "executed"):
+        raise ValueError(f"demos.labels must be 'clean' or 'executed', got {cfg.labels!r}")
     if cfg.steps_after_success < 0:
         raise ValueError(f"demos.steps_after_success must be >= 0, got {cfg.steps_after_success}")
 
@@ -102,7 +111,8 @@ def _record_job(job: _DemoJob) -> dict:
     cfg = job.cfg
     env = make_env(job.task, cfg.cameras, cfg.image_size, cfg.max_steps or None)
     seed = episode_seed(job.task, job.index, "train")
-    demo = record_episode(env, ExpertPolicy(noise=cfg.action_noise), seed, cfg.steps_after_success)
+    demo = record_episode(env, ExpertPolicy(noise=cfg.action_noise), seed, cfg.steps_after_success,
+                          labeler=ExpertPolicy() if cfg.labels == "clean" else None)
     line = None
     if demo.succeeded or cfg.keep_failed:
         line = EpisodeWriter(job.out_uri).write(f"{job.task}-{job.index:06d}", job.task, env.spec.instruction,
