@@ -171,5 +171,9 @@ def test_image_states_precede_the_action_states(hf_model_dir, images):
     texts = [backbone.prompt(images.shape[1], t) + ACTION_TOKEN for t in INSTRUCTIONS]
     n_image = int((backbone.encode(images, texts)["input_ids"][0] == backbone.model.config.image_token_id).sum())
     assert n_image > 0 and both.shape == (2, n_image + 1, backbone.hidden_size)
+    square = images[..., :40, :]  # policy frames are square (preprocess.image_size)
+    with torch.no_grad():
+        n_square = backbone.action_features(square, INSTRUCTIONS, 1, image_states=True).shape[1] - 1
+    assert backbone.image_token_count(images.shape[1], 40) == n_square
     torch.testing.assert_close(both[:, -1:], plain)
     assert not torch.allclose(both[0, :n_image], both[1, :n_image])  # each sample's own images

@@ -132,3 +132,15 @@ def test_episode_ranges_in_overrides_stay_ranges(tmp_path):
     report = run("baseline:zero", "tiny", "episodes=1:3; workers=0; max_steps=2; videos_per_task=0", str(tmp_path))
     assert report["tasks"]["reach-v3"]["episodes"] == 2
     assert [e["scenario_index"] for e in _results(tmp_path, "zero", "ReachV3")] == [1, 2]
+
+
+def test_policy_eval_command_prints_success_with_clopper_pearson_intervals(tmp_path, capsys):
+    from vlaforge.cli import main
+
+    main(["policy-eval", "--preset", "tiny", "--episodes", "0:2", "--set", "max_steps=20", "--set", "workers=0",
+          "--policy", "baseline:expert", "--policy", "baseline:zero", "--out", str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "baseline:expert" and out[3] == "baseline:zero"
+    zero = out[4].split()
+    assert zero[:4] == ["reach-v3", "0/2", "=", "0.0%"] and "95% CI [ 0.0%, 84.2%]" in out[4]  # exact binomial
+    assert (tmp_path / "p1-zero").is_dir()  # results kept, one model folder per policy

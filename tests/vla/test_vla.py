@@ -113,10 +113,10 @@ def test_expert_can_attend_to_the_image_tokens(trained):
     cfg = VLAStageConfig(expert=ActionExpertConfig(d_model=32, n_layers=1, n_heads=2, last_k_layers=1,
                                                    image_tokens=True))
     backbone, _ = load_backbone(str(root / "vlm"))
-    model = build_vla(backbone, cfg, read_preprocessing_config(str(root / "robo")))
+    model = build_vla(backbone, cfg.expert, read_preprocessing_config(str(root / "robo")))
     batch = next(iter(make_loader(str(root / "robo"), 4, 0)))
     n_image = batch["images"].shape[1] * backbone.vlm.vit.cfg.tokens_per_image
     assert model.condition(batch).shape == (4, n_image + 1, backbone.hidden_size)
     model.loss(batch).backward()
-    assert model.expert.image_embed.grad.abs().sum() > 0
+    assert model.expert.image_pos.shape[1] == n_image and model.expert.image_pos.grad.abs().sum() > 0
     assert backbone.vlm.vit.patchify.weight.grad.abs().sum() > 0

@@ -96,6 +96,12 @@ class HFVLMBackbone(nn.Module):
         dtype = self.model.dtype
         return {k: v.to(self.device, dtype=dtype if v.is_floating_point() else None) for k, v in enc.items()}
 
+    def image_token_count(self, n_views: int, image_size: int) -> int:
+        """How many image tokens a prompt of ``n_views`` images of ``image_size`` pixels holds."""
+        images = torch.zeros((1, n_views, 3, image_size, image_size), dtype=torch.uint8)
+        ids = self.encode(images, [self.prompt(n_views, "") + ACTION_TOKEN])["input_ids"]
+        return int((ids == self._image_token_id()).sum())
+
     def action_features(self, images: torch.Tensor, instructions: list[str], last_k: int,
                         image_states: bool = False) -> torch.Tensor:
         """Hidden states at the ``<|action|>`` token of the last ``last_k`` decoder layers: (B, last_k, hidden_size),
@@ -119,13 +125,16 @@ class HFVLMBackbone(nn.Module):
             picked = torch.cat([self._image_states(enc["input_ids"], hidden[-1]), picked], dim=1)
         return picked.float()
 
-    def _image_states(self, input_ids: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        """The last layer's states at the image placeholder tokens: (B, image tokens, hidden_size)."""
+    def _image_token_id(self) -> int:
         image_id = getattr(self.model.config, "image_token_id", None)
         if image_id is None:
             raise ValueError(f"{self.name_or_path}: the model config names no image_token_id, so expert.image_tokens "
                              "cannot find the image tokens; set expert.image_tokens=false")
-        is_image = input_ids == image_id
+        return image_id
+
+    def _image_states(self, input_ids: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """The last layer's states at the image placeholder tokens: (B, image tokens, hidden_size)."""
+        is_image = input_ids == self._image_token_id()
         counts = is_image.sum(1)
         if not bool((counts == counts[0]).all()):
             raise ValueError(f"image token counts differ across the batch: {counts.tolist()}")

@@ -58,6 +58,10 @@ class VLMBackbone(nn.Module):
     def num_layers(self) -> int:
         return self.vlm.num_layers
 
+    def image_token_count(self, n_views: int, image_size: int) -> int:
+        """How many image tokens a prompt of ``n_views`` images holds."""
+        return n_views * self.vlm.vit.cfg.tokens_per_image
+
     def _instruction_ids(self, text: str) -> list[int]:
         if text not in self._ids:
             self._ids[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -93,12 +97,13 @@ class ActionExpert(nn.Module):
     """Predicts the flow velocity of a noisy action chunk from conditioning, proprio and time."""
 
     def __init__(self, cfg: ActionExpertConfig, cond_dim: int, proprio_dim: int, action_dim: int,
-                 n_proprio: int, chunk: int):
+                 n_proprio: int, chunk: int, n_image_tokens: int = 0):
         super().__init__()
         d = cfg.d_model
         self.cfg = cfg
         self.cond_proj = nn.Sequential(nn.LayerNorm(cond_dim), nn.Linear(cond_dim, d))
-        self.image_embed = nn.Parameter(torch.randn(1, 1, d) * 0.02) if cfg.image_tokens else None
+        # Image tokens get their own learned positions: their states need not carry where they came from.
+        self.image_pos = nn.Parameter(torch.randn(1, n_image_tokens, d) * 0.02) if n_image_tokens else None
         self.proprio_proj = nn.Linear(proprio_dim, d)
         self.action_in = nn.Linear(action_dim, d)
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
@@ -113,11 +118,14 @@ class ActionExpert(nn.Module):
         """``cond``: (B, [image tokens +] last_k_layers, cond_dim); image tokens carry their own positions."""
         temb = self.time_mlp(time_embedding(t, self.cfg.d_model))[:, None]
         n_image = cond.shape[1] - self.cfg.last_k_layers
+        if n_image != (0 if self.image_pos is None else self.image_pos.shape[1]):
+            raise ValueError(f"the expert was built for {0 if self.image_pos is None else self.image_pos.shape[1]} "
+                             f"image tokens but got {n_image}")
         cond = self.cond_proj(cond)
         x = torch.cat([cond[:, n_image:], self.proprio_proj(proprio), temb, self.action_in(noisy) + temb],
                       dim=1) + self.pos
         if n_image:
-            x = torch.cat([cond[:, :n_image] + self.image_embed, x], dim=1)
+            x = torch.cat([cond[:, :n_image] + self.image_pos, x], dim=1)
         for block in self.blocks:
             x = block(x)
         return self.action_out(self.norm(x[:, -self.chunk:]))
@@ -127,14 +135,15 @@ class VLA(nn.Module):
     kind = "vla"
 
     def __init__(self, backbone: nn.Module, cfg: ActionExpertConfig, proprio_dim: int, action_dim: int,
-                 n_proprio: int, chunk: int, freeze_backbone: bool = False):
+                 n_proprio: int, chunk: int, freeze_backbone: bool = False, n_image_tokens: int = 0):
         super().__init__()
         if cfg.last_k_layers > backbone.num_layers:
             raise ValueError(f"expert.last_k_layers={cfg.last_k_layers} exceeds the backbone's "
                              f"{backbone.num_layers} layers")
         self.backbone = backbone
         self.cfg = cfg
-        self.expert = ActionExpert(cfg, backbone.hidden_size, proprio_dim, action_dim, n_proprio, chunk)
+        self.expert = ActionExpert(cfg, backbone.hidden_size, proprio_dim, action_dim, n_proprio, chunk,
+                                   n_image_tokens if cfg.image_tokens else 0)
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
             for p in backbone.parameters():

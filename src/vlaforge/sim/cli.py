@@ -35,6 +35,16 @@ def _sim_eval(args) -> int:
     return 0
 
 
+def _policy_eval(args) -> int:
+    import tempfile
+
+    from vlaforge.sim.policy_eval import evaluate_policies
+
+    with tempfile.TemporaryDirectory(prefix="policy-eval-") as tmp:
+        print(evaluate_policies(args.policy, args.preset, _overrides(args, "sim_eval"), args.out or tmp, args.episodes))
+    return 0
+
+
 def _stage_args(p: argparse.ArgumentParser, section: str, example: str) -> None:
     p.add_argument("--out", required=True, help="output folder or s3:// URI")
     p.add_argument("--preset", default="tiny", help="preset name or YAML file (default: tiny)")
@@ -62,3 +72,14 @@ def register(sub) -> None:
     p.add_argument("--model-name", default=None, help="model folder name in the results (default: the policy's name)")
     p.add_argument("--videos-html", default="", metavar="PATH", help="also write an HTML page of the episode videos")
     p.set_defaults(func=_sim_eval)
+
+    p = sub.add_parser("policy-eval", help="re-evaluate saved policies: per-task success with 95%% Clopper-Pearson "
+                                           "intervals (ablations of inference settings: 'BUNDLE?execute_steps=8')")
+    p.add_argument("--policy", action="append", required=True, metavar="SPEC",
+                   help="bundle URI[?execute_steps=N&flow_steps=N] or baseline:<name> (repeatable)")
+    p.add_argument("--preset", default="metaworld4", help="preset whose sim_eval section is used (default: metaworld4)")
+    p.add_argument("--episodes", default="", metavar="START:END", help="episode indices (default: the preset's)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an entry of the sim_eval section, e.g. --set workers=2 (repeatable)")
+    p.add_argument("--out", default="", help="results folder, kept and resumable (default: a temporary one)")
+    p.set_defaults(func=_policy_eval)

@@ -78,16 +78,19 @@ def load_backbone(spec: str, freeze: bool = False) -> tuple[torch.nn.Module, dic
     raise ValueError(f"{spec}: a '{kind}' model cannot be a VLA backbone (need vlm_pretrain output or an HF VLM)")
 
 
-def build_vla(backbone: torch.nn.Module, cfg: VLAStageConfig, pre) -> VLA:
-    return VLA(backbone, cfg.expert, pre.proprio_dim, pre.action_dim, pre.past_steps + 1, pre.future_steps,
-               freeze_backbone=cfg.freeze_backbone)
+def build_vla(backbone: torch.nn.Module, expert: ActionExpertConfig, pre, freeze_backbone: bool = False) -> VLA:
+    """The VLA for data of preprocessing config ``pre`` (also how a bundle is rebuilt before loading weights)."""
+    n_views = len(pre.cameras) * len(pre.image_indices)
+    n_image_tokens = backbone.image_token_count(n_views, pre.image_size) if expert.image_tokens else 0
+    return VLA(backbone, expert, pre.proprio_dim, pre.action_dim, pre.past_steps + 1, pre.future_steps,
+               freeze_backbone=freeze_backbone, n_image_tokens=n_image_tokens)
 
 
 def vla_finetune(cfg: VLAStageConfig, backbone_uri: str, robotics_uri: str, out_uri: str) -> dict:
     torch.manual_seed(cfg.train.seed)
     pre = read_preprocessing_config(robotics_uri)
     backbone, backbone_config = load_backbone(cfg.backbone or backbone_uri, cfg.freeze_backbone)
-    model = build_vla(backbone, cfg, pre)
+    model = build_vla(backbone, cfg.expert, pre, cfg.freeze_backbone)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("VLA: %.2fM parameters (%.2fM trainable), cameras %s, image indices %s, chunk %d, execute %d",
              sum(p.numel() for p in model.parameters()) / 1e6, n_train / 1e6, pre.cameras, pre.image_indices,

@@ -48,7 +48,8 @@ def load_vla(uri: str) -> tuple[torch.nn.Module, dict]:
     config = ckpt.read_config(uri)
     if config.get("kind") != "vla":
         raise ValueError(f"{uri} holds a '{config.get('kind')}' model, not a VLA policy bundle")
-    from vlaforge.models.vla import VLA, ActionExpertConfig, VLMBackbone
+    from vlaforge.models.vla import ActionExpertConfig, VLMBackbone
+    from vlaforge.stages.vla_finetune import build_vla
 
     pre = read_preprocessing_config(uri)
     if config["backbone"]["kind"] == "vlm":
@@ -67,8 +68,7 @@ def load_vla(uri: str) -> tuple[torch.nn.Module, dict]:
 
         with storage.local_dir(storage.join(uri, "hf")) as local:
             backbone = HFVLMBackbone.load(local)
-    model = VLA(backbone, ActionExpertConfig(**config["expert"]), pre.proprio_dim, pre.action_dim,
-                pre.past_steps + 1, pre.future_steps, freeze_backbone=config.get("freeze_backbone", False))
+    model = build_vla(backbone, ActionExpertConfig(**config["expert"]), pre, config.get("freeze_backbone", False))
     ckpt.load_weights(model, uri)
     return model.eval(), config
 
