@@ -5,9 +5,8 @@ hidden states from the backbone's last ``k`` layers condition the action expert,
 bidirectional transformer over [conditioning tokens, proprio tokens, noisy action tokens]. With
 ``expert.image_tokens`` the expert also attends to the backbone's last-layer image-token states (as
 pi0's action expert attends to the VLM's tokens), so fine spatial detail need not squeeze through
-one token. Trained
-with flow matching (straight path from noise ``x0`` to actions ``x1``, target velocity ``x1 - x0``);
-inference integrates the velocity from noise in ``flow_steps`` Euler steps.
+one token. Trained with flow matching (straight path from noise ``x0`` to actions ``x1``, target
+velocity ``x1 - x0``); inference integrates the velocity from noise in ``flow_steps`` Euler steps.
 """
 
 from __future__ import annotations
@@ -118,9 +117,10 @@ class ActionExpert(nn.Module):
         """``cond``: (B, [image tokens +] last_k_layers, cond_dim); image tokens carry their own positions."""
         temb = self.time_mlp(time_embedding(t, self.cfg.d_model))[:, None]
         n_image = cond.shape[1] - self.cfg.last_k_layers
-        if n_image != (0 if self.image_pos is None else self.image_pos.shape[1]):
-            raise ValueError(f"the expert was built for {0 if self.image_pos is None else self.image_pos.shape[1]} "
-                             f"image tokens but got {n_image}")
+        built_for = 0 if self.image_pos is None else self.image_pos.shape[1]
+        if n_image != built_for:
+            raise ValueError(f"the action expert was built for {built_for} image tokens but got {n_image}: "
+                             "the cameras, frames or image size differ from the training data's")
         cond = self.cond_proj(cond)
         x = torch.cat([cond[:, n_image:], self.proprio_proj(proprio), temb, self.action_in(noisy) + temb],
                       dim=1) + self.pos
