@@ -8,19 +8,14 @@ inference) makes the policy fail every episode, as random does.
 
 from __future__ import annotations
 
-from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
-from vlaforge.models.llm import LLMConfig
-from vlaforge.models.vit import ViTConfig
+from sim_helpers import pretrain_vlm
+
 from vlaforge.models.vla import ActionExpertConfig
 from vlaforge.robotics.config import PreprocessConfig
 from vlaforge.robotics.preprocess import preprocess
-from vlaforge.sim.captions import CaptionConfig, make_caption_data
 from vlaforge.sim.demos import DemoConfig, record_demos
-from vlaforge.sim.env import TASKS
 from vlaforge.sim.evaluate import EvalConfig, evaluate
-from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
 from vlaforge.stages.vla_finetune import VLAStageConfig, vla_finetune
-from vlaforge.stages.vlm_pretrain import VLMStageConfig, vlm_pretrain
 from vlaforge.train.config import TrainConfig
 
 TASK_SET = ["button-press-topdown-v3", "drawer-open-v3"]
@@ -36,18 +31,8 @@ def test_small_budget_policy_beats_random(tmp_path):
     root = tmp_path
     record_demos(DemoConfig(tasks=TASK_SET, episodes_per_task=20, cameras=CAMERAS, image_size=32, workers=2),
                  str(root / "demos"))
-    make_caption_data(CaptionConfig(tasks=TASK_SET, scenes_per_task=16, cameras=CAMERAS, image_size=32),
-                      str(root / "captions"))
-    (root / "corpus").mkdir()
-    for i in range(6):
-        (root / "corpus" / f"d{i}.txt").write_text(" ".join(t.instruction + "." for t in TASKS.values()) * 20)
-    tokenize_corpus(TokenizeConfig(corpus=str(root / "corpus"), robot_fraction=0.0, vocab_size=300, seq_len=32,
-                                   val_fraction=0.2), str(root / "tok"))
-    llm_pretrain(LLMStageConfig(model=LLMConfig(d_model=32, n_layers=2, n_heads=2, max_seq_len=128),
-                                train=_train(20)), str(root / "tok"), str(root / "llm"))
-    vlm_pretrain(VLMStageConfig(vit=ViTConfig(image_size=32, patch_size=8, d_model=32, n_layers=1, n_heads=2,
-                                              conv_stem=True), train=_train(20)),
-                 str(root / "llm"), str(root / "captions"), str(root / "vlm"))
+    pretrain_vlm(root, TASK_SET, CAMERAS, 32, scenes_per_task=16, llm_layers=2, steps=20, warmup_steps=5,
+                 conv_stem=True)
     preprocess(PreprocessConfig(image_indices=[0], future_steps=8, past_steps=1, num_workers=0, val_fraction=0.1),
                [str(root / "demos")], str(root / "robo"))
     vla_finetune(VLAStageConfig(expert=ActionExpertConfig(d_model=64, n_layers=2, n_heads=4, last_k_layers=2),

@@ -6,20 +6,14 @@ import os
 
 from kfp import dsl, local
 from kfp.dsl import Model
+from sim_helpers import pretrain_vlm
 
 from components.sim_eval.component import sim_eval
-from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
-from vlaforge.models.llm import LLMConfig
-from vlaforge.models.vit import ViTConfig
 from vlaforge.models.vla import ActionExpertConfig
 from vlaforge.robotics.config import PreprocessConfig
 from vlaforge.robotics.preprocess import preprocess
-from vlaforge.sim.captions import CaptionConfig, make_caption_data
 from vlaforge.sim.demos import DemoConfig, record_demos
-from vlaforge.sim.env import TASKS
-from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
 from vlaforge.stages.vla_finetune import VLAStageConfig, vla_finetune
-from vlaforge.stages.vlm_pretrain import VLMStageConfig, vlm_pretrain
 from vlaforge.train.config import TrainConfig
 
 
@@ -32,17 +26,7 @@ def test_trained_policy_is_evaluated_through_kfp_local(tmp_path):
     root = tmp_path
     record_demos(DemoConfig(tasks=["reach-v3"], episodes_per_task=4, cameras=["corner"], image_size=32),
                  str(root / "demos"))
-    make_caption_data(CaptionConfig(tasks=["reach-v3"], scenes_per_task=12, cameras=["corner"], image_size=32),
-                      str(root / "captions"))
-    (root / "corpus").mkdir()
-    for i in range(6):
-        (root / "corpus" / f"d{i}.txt").write_text(" ".join(t.instruction + "." for t in TASKS.values()) * 20)
-    tokenize_corpus(TokenizeConfig(corpus=str(root / "corpus"), robot_fraction=0.0, vocab_size=300, seq_len=32,
-                                   val_fraction=0.2), str(root / "tok"))
-    llm_pretrain(LLMStageConfig(model=LLMConfig(d_model=32, n_layers=1, n_heads=2, max_seq_len=128),
-                                train=_train(4)), str(root / "tok"), str(root / "llm"))
-    vlm_pretrain(VLMStageConfig(vit=ViTConfig(image_size=32, patch_size=8, d_model=32, n_layers=1, n_heads=2),
-                                train=_train(4)), str(root / "llm"), str(root / "captions"), str(root / "vlm"))
+    pretrain_vlm(root, ["reach-v3"], ["corner"], 32, scenes_per_task=12, llm_layers=1, steps=4)
     preprocess(PreprocessConfig(future_steps=4, past_steps=1, num_workers=0, val_fraction=0.25),
                [str(root / "demos")], str(root / "robo"))
     vla_finetune(VLAStageConfig(expert=ActionExpertConfig(d_model=32, n_layers=1, n_heads=2, last_k_layers=1),
