@@ -14,6 +14,7 @@ from vlaforge.policy import Policy
 
 BASELINE_PREFIX = "baseline:"
 GRPC_PREFIX = "grpc://"
+BUNDLE_SETTINGS = {"execute_steps", "flow_steps"}  # inference settings a bundle spec's query string may set
 
 
 def load_policy(spec: str, **kwargs) -> Policy:
@@ -28,11 +29,16 @@ def load_policy(spec: str, **kwargs) -> Policy:
     from vlaforge.vla.bundle import load_bundle_policy
 
     uri, _, query = spec.partition("?")
+    return load_bundle_policy(uri, **_bundle_settings(spec, query), **kwargs)
+
+
+def _bundle_settings(spec: str, query: str) -> dict[str, int]:
+    """``execute_steps=8&flow_steps=4`` -> positive ints; an unknown name or a bad value names itself."""
     settings = dict(parse_qsl(query, strict_parsing=True)) if query else {}
     unknown = sorted(set(settings) - BUNDLE_SETTINGS)
     if unknown:
         raise ValueError(f"policy spec {spec!r}: unknown setting(s) {unknown}; known: {sorted(BUNDLE_SETTINGS)}")
-    return load_bundle_policy(uri, **{k: int(v) for k, v in settings.items()}, **kwargs)
-
-
-BUNDLE_SETTINGS = {"execute_steps", "flow_steps"}
+    bad = sorted(k for k, v in settings.items() if not (v.isdigit() and int(v) > 0))
+    if bad:
+        raise ValueError(f"policy spec {spec!r}: {', '.join(bad)} must be a positive integer")
+    return {k: int(v) for k, v in settings.items()}

@@ -106,6 +106,8 @@ def test_policy_spec_settings_override_the_bundle(trained):
     assert default.flow_steps == 8 and default.execute_steps == 4
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['chunk'\]"):
         load_policy(f"{root / 'vla'}?chunk=2")
+    with pytest.raises(ValueError, match="flow_steps must be a positive integer"):
+        load_policy(f"{root / 'vla'}?flow_steps=0")
 
 
 def test_expert_can_attend_to_the_image_tokens(trained):
