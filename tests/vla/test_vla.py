@@ -12,14 +12,14 @@ from synthetic_data import write_caption_shards, write_episodes
 from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
 from vlaforge.models.llm import LLMConfig
 from vlaforge.models.vit import ViTConfig
-from vlaforge.models.vla import ActionExpertConfig
+from vlaforge.models.vla import ActionExpertConfig, flow_time
 from vlaforge.policies import load_policy
 from vlaforge.policy import Observation
 from vlaforge.robotics.config import PreprocessConfig, read_preprocessing_config
 from vlaforge.robotics.loader import make_loader
 from vlaforge.robotics.preprocess import preprocess
 from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
-from vlaforge.stages.vla_finetune import VLAStageConfig, build_vla, load_backbone, vla_finetune
+from vlaforge.stages.vla_finetune import RoboticsTask, VLAStageConfig, build_vla, load_backbone, vla_finetune
 from vlaforge.stages.vlm_pretrain import VLMStageConfig, vlm_pretrain
 from vlaforge.train.config import TrainConfig
 from vlaforge.vla.bundle import VLAPolicy, load_vla
@@ -122,3 +122,49 @@ def test_expert_can_attend_to_the_image_tokens(trained):
     model.loss(batch).backward()
     assert model.expert.image_pos.shape[1] == n_image and model.expert.image_pos.grad.abs().sum() > 0
     assert backbone.vlm.vit.patchify.weight.grad.abs().sum() > 0
+
+
+def test_flow_time_weights_the_noisy_end():
+    torch.manual_seed(0)
+    t = flow_time(20_000, True, "cpu")
+    assert 0.0 <= float(t.min()) and float(t.max()) <= 1.0
+    # 1 - Beta(1.5, 1) has mean 0.4: more samples near the noise end (t = 0) than near the actions.
+    assert abs(float(t.mean()) - 0.4) < 0.01 and float((t < 0.5).float().mean()) > 0.6
+    assert abs(float(flow_time(20_000, False, "cpu").mean()) - 0.5) < 0.01
+
+
+def test_action_prediction_integrates_to_the_predicted_chunk(trained):
+    """With ``prediction: actions`` the Euler steps land on the expert's clean chunk, whatever the noise."""
+    root, _ = trained
+    backbone, _ = load_backbone(str(root / "vlm"))
+    expert = ActionExpertConfig(d_model=32, n_layers=1, n_heads=2, last_k_layers=1, prediction="actions")
+    model = build_vla(backbone, expert, read_preprocessing_config(str(root / "robo")))
+    batch = next(iter(make_loader(str(root / "robo"), 4, 0)))
+    clean = torch.randn_like(batch["actions"])
+    model.expert.forward = lambda cond, proprio, noisy, t: clean  # an expert that knows the answer
+    for steps in (1, 3, 8):
+        torch.testing.assert_close(model.sample(batch, torch.Generator().manual_seed(steps), steps=steps), clean)
+    mask = batch["action_mask"].float()
+    err = ((clean - batch["actions"]) ** 2).mean(-1)
+    assert float(model.loss(batch)) == pytest.approx(float((err * mask).sum() / mask.sum()), rel=1e-5)
+    with pytest.raises(ValueError, match="expert.prediction='noise'"):
+        build_vla(backbone, ActionExpertConfig(last_k_layers=1, prediction="noise"),
+                  read_preprocessing_config(str(root / "robo")))
+
+
+def test_image_shift_applies_in_training_only(trained):
+    root, _ = trained
+    backbone, _ = load_backbone(str(root / "vlm"))
+    model = build_vla(backbone, ActionExpertConfig(d_model=32, n_layers=1, n_heads=2, last_k_layers=1),
+                      read_preprocessing_config(str(root / "robo")))
+    task = RoboticsTask(str(root / "robo"), VLAStageConfig(image_shift=3))
+    batch = next(iter(make_loader(str(root / "robo"), 8, 0)))
+    seen = []
+    real_loss = model.loss
+    model.loss = lambda b: seen.append(b["images"]) or real_loss(b)
+    model.train()
+    task.loss(model, batch)
+    model.eval()
+    task.loss(model, batch)
+    assert seen[0].shape == batch["images"].shape and not torch.equal(seen[0], batch["images"])
+    assert torch.equal(seen[1], batch["images"])

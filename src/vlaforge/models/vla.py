@@ -5,8 +5,10 @@ hidden states from the backbone's last ``k`` layers condition the action expert,
 bidirectional transformer over [conditioning tokens, proprio tokens, noisy action tokens]. With
 ``expert.image_tokens`` the expert also attends to the backbone's last-layer image-token states (as
 pi0's action expert attends to the VLM's tokens), so fine spatial detail need not squeeze through
-one token. Trained with flow matching (straight path from noise ``x0`` to actions ``x1``, target
-velocity ``x1 - x0``); inference integrates the velocity from noise in ``flow_steps`` Euler steps.
+one token. Trained with flow matching (straight path from noise ``x0`` to actions ``x1``): the expert
+predicts the velocity ``x1 - x0``, or with ``expert.prediction: actions`` the clean chunk ``x1`` itself
+(x-prediction; the velocity is then ``(x1_hat - x_t) / (1 - t)``), a lower-variance target whose
+error is the policy's own. Inference integrates the velocity from noise in ``flow_steps`` Euler steps.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class ActionExpertConfig:
     mlp_ratio: float = 4.0
     last_k_layers: int = 2  # backbone layers whose action-token state conditions the expert
     flow_steps: int = 8  # Euler steps at inference
-    time_beta: bool = True  # sample flow time from Beta(1.5, 1) (more weight near noise), else uniform
+    time_beta: bool = True  # flow time t = 1 - Beta(1.5, 1), more weight near noise (t = 0) as in pi0; else uniform
+    prediction: str = "velocity"  # what the expert outputs: "velocity" (x1 - x0) or "actions" (x1; x-prediction)
     image_tokens: bool = False  # also condition on the backbone's last-layer image-token states
 
 
@@ -92,8 +95,16 @@ def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+def flow_time(n: int, beta: bool, device) -> torch.Tensor:
+    """Training flow times in [0, 1] (x_t runs from noise at 0 to actions at 1): ``1 - Beta(1.5, 1)``
+    puts more weight on the noisy end, where the expert must read the observation (pi0); else uniform."""
+    if beta:
+        return 1 - torch.distributions.Beta(1.5, 1.0).sample((n,)).to(device)
+    return torch.rand(n, device=device)
+
+
 class ActionExpert(nn.Module):
-    """Predicts the flow velocity of a noisy action chunk from conditioning, proprio and time."""
+    """Predicts the flow velocity (or the clean chunk) of a noisy action chunk from conditioning, proprio and time."""
 
     def __init__(self, cfg: ActionExpertConfig, cond_dim: int, proprio_dim: int, action_dim: int,
                  n_proprio: int, chunk: int, n_image_tokens: int = 0):
@@ -137,6 +148,8 @@ class VLA(nn.Module):
     def __init__(self, backbone: nn.Module, cfg: ActionExpertConfig, proprio_dim: int, action_dim: int,
                  n_proprio: int, chunk: int, freeze_backbone: bool = False, n_image_tokens: int = 0):
         super().__init__()
+        if cfg.prediction not in ("velocity", "actions"):
+            raise ValueError(f"expert.prediction={cfg.prediction!r}: use 'velocity' or 'actions'")
         if cfg.last_k_layers > backbone.num_layers:
             raise ValueError(f"expert.last_k_layers={cfg.last_k_layers} exceeds the backbone's "
                              f"{backbone.num_layers} layers")
@@ -159,14 +172,11 @@ class VLA(nn.Module):
         x1 = batch["actions"]
         cond = self.condition(batch).float()
         B = x1.shape[0]
-        if self.cfg.time_beta:
-            t = torch.distributions.Beta(1.5, 1.0).sample((B,)).to(x1.device)
-        else:
-            t = torch.rand(B, device=x1.device)
+        t = flow_time(B, self.cfg.time_beta, x1.device)
         x0 = torch.randn_like(x1)
         xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * x1
-        v = self.expert(cond, batch["proprio"], xt, t)
-        err = (v.float() - (x1 - x0)).pow(2).mean(-1)
+        out = self.expert(cond, batch["proprio"], xt, t)
+        err = (out.float() - (x1 if self.cfg.prediction == "actions" else x1 - x0)).pow(2).mean(-1)
         mask = batch["action_mask"].float()
         return (err * mask).sum() / mask.sum().clamp(min=1)
 
@@ -180,5 +190,7 @@ class VLA(nn.Module):
                         device="cpu").to(device)
         for i in range(steps):
             t = torch.full((B,), i / steps, device=device)
-            x = x + self.expert(cond, batch["proprio"], x, t) / steps
+            out = self.expert(cond, batch["proprio"], x, t)
+            velocity = (out - x) / (1 - i / steps) if self.cfg.prediction == "actions" else out
+            x = x + velocity / steps
         return x
