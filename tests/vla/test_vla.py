@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,3 +171,15 @@ def test_image_shift_applies_in_training_only(trained):
     task.loss(model, batch)
     assert seen[0].shape == batch["images"].shape and not torch.equal(seen[0], batch["images"])
     assert torch.equal(seen[1], batch["images"])
+
+
+def test_action_probe_script_reports_r2_per_action_dim(trained):
+    """scripts/action_probe.py: the R^2 figures of docs/metaworld4.md, for a bundle and a trained CNN."""
+    root, _ = trained
+    script = Path(__file__).resolve().parents[2] / "scripts" / "action_probe.py"
+    for args in (["--policy", str(root / "vla")], ["--cnn", "regression", "--seconds", "3"]):
+        out = subprocess.run([sys.executable, str(script), str(root / "robo"), *args], check=True,
+                             capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        r2 = np.array([float("nan" if v == "n/a" else v) for v in out.split("per dim ")[1].split()])
+        assert len(r2) == 4 and np.isfinite(r2).sum() >= 2 and np.nanmax(r2) <= 1.0, out
+    assert "steps" in out  # the CNN line says how many steps it trained
