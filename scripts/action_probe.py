@@ -6,7 +6,7 @@ Two probes on one set of robotics shards (a ``preprocess_robotics`` output):
 - ``--cnn {regression,velocity,actions}``: a small CNN (one encoder shared by the cameras, features
   flattened with proprio and a task one-hot) trained here for ``--seconds`` wall time, either by MSE
   regression of the action chunk or with a flow-matching MLP head predicting the velocity or the
-  clean chunk; ``--time`` picks how training flow times are drawn (``noisy``: 1 - Beta(1.5, 1) as the
+  clean chunk (the VLA's own loss and sampler); ``--time`` picks how training flow times are drawn (``noisy``: 1 - Beta(1.5, 1) as the
   VLA does, ``clean``: Beta(1.5, 1), ``uniform``). It is the reference for what the observation
   holds: if the CNN fits an action dimension and the policy does not, the policy's model loses it.
 
@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from vlaforge.models.vit import to_model_images
-from vlaforge.models.vla import flow_time
+from vlaforge.models.vla import flow_matching_loss, flow_time, integrate_flow
 from vlaforge.robotics.augment import random_shift
 from vlaforge.robotics.config import read_preprocessing_config
 from vlaforge.robotics.loader import make_loader
@@ -61,29 +61,20 @@ class CNNProbe(nn.Module):
         return self.head(torch.cat(parts, 1)).view(-1, *self.shape)
 
     def loss(self, batch: dict) -> torch.Tensor:
-        x1, feat = batch["actions"], self.features(batch)
+        x1, feat, mask = batch["actions"], self.features(batch), batch["action_mask"].float()
         if self.objective == "regression":
-            err = (self.out(feat) - x1).pow(2).mean(-1)
-        else:
-            t = flow_time(len(x1), self.time_mode != "uniform", x1.device)
-            t = 1 - t if self.time_mode == "clean" else t
-            x0 = torch.randn_like(x1)
-            xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * x1
-            target = x1 if self.objective == "actions" else x1 - x0
-            err = (self.out(feat, xt, t) - target).pow(2).mean(-1)
-        mask = batch["action_mask"].float()
-        return (err * mask).sum() / mask.sum()
+            return ((self.out(feat) - x1).pow(2).mean(-1) * mask).sum() / mask.sum()
+        t = flow_time(len(x1), self.time_mode != "uniform", x1.device)
+        t = 1 - t if self.time_mode == "clean" else t
+        return flow_matching_loss(lambda xt, t: self.out(feat, xt, t), x1, t, mask, self.objective)
 
     @torch.no_grad()
     def sample(self, batch: dict, steps: int = 8) -> torch.Tensor:
         feat = self.features(batch)
         if self.objective == "regression":
             return self.out(feat)
-        x = torch.randn_like(batch["actions"])
-        for i in range(steps):
-            out = self.out(feat, x, torch.full((len(x),), i / steps))
-            x = x + ((out - x) / (1 - i / steps) if self.objective == "actions" else out) / steps
-        return x
+        return integrate_flow(lambda xt, t: self.out(feat, xt, t), torch.randn_like(batch["actions"]), steps,
+                              self.objective)
 
 
 def train_cnn(shards: str, objective: str, time_mode: str, seconds: float, shift: int) -> tuple[CNNProbe, int]:

@@ -95,6 +95,26 @@ def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+def flow_matching_loss(predict, x1: torch.Tensor, t: torch.Tensor, mask: torch.Tensor,
+                       prediction: str) -> torch.Tensor:
+    """Masked flow-matching MSE of ``predict(x_t, t)`` on the straight path from noise to ``x1``
+    (B, chunk, A): the target is the velocity ``x1 - x0``, or ``x1`` itself for ``prediction == "actions"``."""
+    x0 = torch.randn_like(x1)
+    xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * x1
+    err = (predict(xt, t).float() - (x1 if prediction == "actions" else x1 - x0)).pow(2).mean(-1)
+    mask = mask.float()
+    return (err * mask).sum() / mask.sum().clamp(min=1)
+
+
+def integrate_flow(predict, x: torch.Tensor, steps: int, prediction: str) -> torch.Tensor:
+    """Euler-integrate ``predict(x_t, t)`` from the noise ``x`` (t = 0) to actions (t = 1) in ``steps`` steps."""
+    for i in range(steps):
+        out = predict(x, torch.full((x.shape[0],), i / steps, device=x.device))
+        velocity = (out - x) / (1 - i / steps) if prediction == "actions" else out
+        x = x + velocity / steps
+    return x
+
+
 def flow_time(n: int, beta: bool, device) -> torch.Tensor:
     """Training flow times in [0, 1] (x_t runs from noise at 0 to actions at 1): ``1 - Beta(1.5, 1)``
     puts more weight on the noisy end, where the expert must read the observation (pi0); else uniform."""
@@ -171,14 +191,9 @@ class VLA(nn.Module):
         """Flow-matching MSE on the (unpadded) future actions."""
         x1 = batch["actions"]
         cond = self.condition(batch).float()
-        B = x1.shape[0]
-        t = flow_time(B, self.cfg.time_beta, x1.device)
-        x0 = torch.randn_like(x1)
-        xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * x1
-        out = self.expert(cond, batch["proprio"], xt, t)
-        err = (out.float() - (x1 if self.cfg.prediction == "actions" else x1 - x0)).pow(2).mean(-1)
-        mask = batch["action_mask"].float()
-        return (err * mask).sum() / mask.sum().clamp(min=1)
+        return flow_matching_loss(lambda xt, t: self.expert(cond, batch["proprio"], xt, t), x1,
+                                  flow_time(x1.shape[0], self.cfg.time_beta, x1.device), batch["action_mask"],
+                                  self.cfg.prediction)
 
     @torch.no_grad()
     def sample(self, batch: dict, generator: torch.Generator | None = None, steps: int | None = None) -> torch.Tensor:
@@ -188,9 +203,5 @@ class VLA(nn.Module):
         B, device = cond.shape[0], cond.device
         x = torch.randn((B, self.expert.chunk, self.expert.action_out.out_features), generator=generator,
                         device="cpu").to(device)
-        for i in range(steps):
-            t = torch.full((B,), i / steps, device=device)
-            out = self.expert(cond, batch["proprio"], x, t)
-            velocity = (out - x) / (1 - i / steps) if self.cfg.prediction == "actions" else out
-            x = x + velocity / steps
-        return x
+        return integrate_flow(lambda xt, t: self.expert(cond, batch["proprio"], xt, t), x, steps,
+                              self.cfg.prediction)
