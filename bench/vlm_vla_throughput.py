@@ -1,5 +1,7 @@
-"""VLM and VLA training throughput (samples/s) on the tiny preset's model shapes, and the robotics
-data loader's samples/s against the VLA's consumption, measured in the same run.
+"""VLM and VLA training throughput (samples/s) on the tiny preset's model shapes, the robotics
+data loader's samples/s against the VLA's consumption, and on the metaworld4 shapes (2 views of
+64x64) the mlp expert head over a frozen backbone against the transformer expert fine-tuning the
+backbone (the previous preset), measured in the same run.
 
     .venv/bin/python bench/vlm_vla_throughput.py [--steps 20] [--threads 2]
 """
@@ -20,7 +22,7 @@ from synthetic_data import write_episodes  # noqa: E402
 
 from vlaforge.config import load  # noqa: E402
 from vlaforge.models.llm import LLMConfig, Transformer  # noqa: E402
-from vlaforge.models.vla import VLA, VLMBackbone  # noqa: E402
+from vlaforge.models.vla import VLA, ActionExpertConfig, VLMBackbone  # noqa: E402
 from vlaforge.models.vlm import IMAGE_TOKEN, VLM  # noqa: E402
 from vlaforge.robotics.config import PreprocessConfig  # noqa: E402
 from vlaforge.robotics.loader import make_loader  # noqa: E402
@@ -93,6 +95,37 @@ def main() -> None:
         load_rate = _rate(lambda: next(loader), B, args.steps)
         print(f"VLA  tiny preset: {vla_rate:8.1f} samples/s (batch {B}, {batch['images'].shape[1]} views)")
         print(f"robotics loader : {load_rate:8.1f} samples/s (0 workers) = {load_rate / vla_rate:.1f}x the VLA's consumption")
+        metaworld4_heads(tok, args.steps)
+
+
+def metaworld4_heads(tok, steps: int) -> None:
+    """The metaworld4 VLA (its ViT and LLM shapes, 2 views of 64x64): mlp head vs transformer head."""
+    vlm_cfg = load(VLMStageConfig, "metaworld4", None, "vlm")
+    vla_cfg = load(VLAStageConfig, "metaworld4", None, "vla")
+    B = vla_cfg.train.micro_batch_size
+    batch = {"images": torch.randint(0, 255, (B, 2, 3, 64, 64), dtype=torch.uint8),
+             "proprio": torch.randn(B, 2, 4), "actions": torch.randn(B, 8, 4),
+             "action_mask": torch.ones(B, 8, dtype=torch.bool), "instruction": ["open the drawer"] * B}
+    rates = {}
+    for name, expert, freeze in (
+            ("transformer head, backbone trained", ActionExpertConfig(d_model=128, n_layers=3, n_heads=4,
+                                                                      last_k_layers=2, image_tokens=True), False),
+            ("mlp head, backbone frozen", vla_cfg.expert, vla_cfg.freeze_backbone)):
+        llm = Transformer(LLMConfig(vocab_size=len(tok) + 1, d_model=64, n_layers=2, n_heads=4, max_seq_len=256))
+        backbone = VLMBackbone(VLM(vlm_cfg.vit, llm, tok.convert_tokens_to_ids(IMAGE_TOKEN)), tok)
+        n_image = backbone.image_token_count(2, 64) if expert.image_tokens else 0
+        vla = VLA(backbone, expert, 4, 4, 2, 8, freeze_backbone=freeze, n_image_tokens=n_image, views=(2, 64))
+        opt = build_optimizer(vla, vla_cfg.train)
+
+        def step():
+            vla.loss(batch).backward()
+            opt.step()
+            opt.zero_grad()
+
+        rates[name] = _rate(step, B, steps)
+        print(f"VLA  metaworld4 {name:36s}: {rates[name]:8.1f} samples/s (batch {B})")
+    first, second = rates.values()
+    print(f"metaworld4 mlp head / transformer head: {second / first:.2f}x samples/s")
 
 
 if __name__ == "__main__":

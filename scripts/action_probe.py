@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from vlaforge.models.vit import to_model_images
-from vlaforge.models.vla import flow_matching_loss, flow_time, integrate_flow
+from vlaforge.models.vla import conv_encoder, flow_matching_loss, flow_time, integrate_flow
 from vlaforge.robotics.augment import random_shift
 from vlaforge.robotics.config import read_preprocessing_config
 from vlaforge.robotics.loader import make_loader
@@ -39,9 +39,7 @@ class CNNProbe(nn.Module):
     def __init__(self, n_views: int, image_size: int, proprio: int, tasks: list[str], action_dim: int,
                  chunk: int, objective: str, time_mode: str):
         super().__init__()
-        self.enc = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
-                                 nn.Conv2d(64, 64, 3, 2, 1), nn.ReLU(), nn.Conv2d(64, 32, 3, 1, 1), nn.ReLU(),
-                                 nn.Flatten())
+        self.enc = nn.Sequential(conv_encoder(32), nn.Flatten())  # the VLA's mlp-head encoder
         feat = n_views * 32 * (image_size // 8) ** 2 + proprio + len(tasks)
         flow = objective != "regression"
         width = feat + (action_dim * chunk + 1 if flow else 0)

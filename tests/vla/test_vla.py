@@ -64,13 +64,7 @@ def test_flow_matching_loss_falls(trained):
 def test_predictions_beat_the_mean_action(trained):
     root, _ = trained
     model, _ = load_vla(str(root / "vla"))
-    loader = make_loader(str(root / "robo"), 96, split="val", infinite=False, shuffle_buffer=0)
-    batch = next(iter(loader))
-    pred = model.sample(batch, torch.Generator().manual_seed(0))
-    mask = batch["action_mask"][..., None].float()
-    err_model = float(((pred - batch["actions"]) ** 2 * mask).sum() / mask.sum())
-    mean_action = batch["actions"].mean(dim=(0, 1), keepdim=True)  # normalised space, 0 mean in training
-    err_mean = float(((mean_action - batch["actions"]) ** 2 * mask).sum() / mask.sum())
+    err_model, err_mean = _sample_error(model, root)
     assert err_model < 0.8 * err_mean, (err_model, err_mean)
 
 
@@ -183,3 +177,33 @@ def test_action_probe_script_reports_r2_per_action_dim(trained):
         r2 = np.array([float("nan" if v == "n/a" else v) for v in out.split("per dim ")[1].split()])
         assert len(r2) == 4 and np.isfinite(r2).sum() >= 2 and np.nanmax(r2) <= 1.0, out
     assert "steps" in out  # the CNN line says how many steps it trained
+
+
+def _sample_error(model, root) -> tuple[float, float]:
+    """Masked MSE of sampled chunks on held-out samples, and of the mean action (normalised space)."""
+    batch = next(iter(make_loader(str(root / "robo"), 96, split="val", infinite=False, shuffle_buffer=0)))
+    pred = model.sample(batch, torch.Generator().manual_seed(0))
+    mask = batch["action_mask"][..., None].float()
+    mean_action = batch["actions"].mean(dim=(0, 1), keepdim=True)
+    return tuple(float(((p - batch["actions"]) ** 2 * mask).sum() / mask.sum()) for p in (pred, mean_action))
+
+
+def test_mlp_head_learns_from_its_own_feature_maps(trained, tmp_path):
+    """expert.head=mlp: the expert's conv maps of the images and the action-token states drive the
+    actions (the synthetic action's sign needs both the square's side and the instruction)."""
+    root, _ = trained
+    expert = ActionExpertConfig(head="mlp", mlp_width=128, map_channels=8, last_k_layers=1, prediction="actions")
+    cfg = VLAStageConfig(expert=expert, freeze_backbone=True, train=_train_cfg(150, lr=2e-3, batch=32))
+    vla_finetune(cfg, str(root / "vlm"), str(root / "robo"), str(tmp_path / "mlp"))
+    model, config = load_vla(str(tmp_path / "mlp"))
+    assert config["expert"]["head"] == "mlp" and config["freeze_backbone"]
+    batch = next(iter(make_loader(str(root / "robo"), 4, 0)))
+    n_map = batch["images"].shape[1] * 8 * (32 // 8) ** 2
+    assert model.condition(batch).shape == (4, n_map + model.backbone.hidden_size)
+    err_model, err_mean = _sample_error(model, root)
+    assert err_model < 0.5 * err_mean, (err_model, err_mean)
+    with pytest.raises(ValueError, match="built for 2 views of 32x32 but got 4 of 32x32"):
+        model.condition({**batch, "images": batch["images"].repeat(1, 2, 1, 1, 1)})
+    with pytest.raises(ValueError, match="expert.image_tokens is for expert.head=transformer"):
+        build_vla(model.backbone, ActionExpertConfig(head="mlp", image_tokens=True, last_k_layers=1),
+                  read_preprocessing_config(str(root / "robo")))

@@ -1,11 +1,18 @@
 """The VLA: a VLM backbone reads images + instruction; a flow-matching action expert predicts actions.
 
 The backbone appends one ``<|action|>`` token after the images and the instruction; that token's
-hidden states from the backbone's last ``k`` layers condition the action expert, a small
-bidirectional transformer over [conditioning tokens, proprio tokens, noisy action tokens]. With
-``expert.image_tokens`` the expert also attends to the backbone's last-layer image-token states (as
-pi0's action expert attends to the VLM's tokens), so fine spatial detail need not squeeze through
-one token. Trained with flow matching (straight path from noise ``x0`` to actions ``x1``): the expert
+hidden states from the backbone's last ``k`` layers condition the action expert. Two expert forms:
+
+- ``expert.head: transformer`` (pi0's layout): a small bidirectional transformer over [conditioning
+  tokens, proprio tokens, noisy action tokens]. With ``expert.image_tokens`` it also attends to the
+  backbone's last-layer image-token states, so fine spatial detail need not squeeze through one token.
+- ``expert.head: mlp`` (diffusion policy's layout): the expert has its own small convolutional
+  encoder, and an MLP reads the flattened feature map of every view beside the action-token states,
+  proprio, time and the noisy chunk. Each map position enters the first layer with its own weights,
+  so where things are in the image (a few pixels of sideways offset) reaches the actions directly;
+  at the same budget the transformer path learned the sideways action far more slowly
+  (docs/metaworld4.md).
+ Trained with flow matching (straight path from noise ``x0`` to actions ``x1``): the expert
 predicts the velocity ``x1 - x0``, or with ``expert.prediction: actions`` the clean chunk ``x1`` itself
 (x-prediction; the velocity is then ``(x1_hat - x_t) / (1 - t)``), a lower-variance target whose
 error is the policy's own. Inference integrates the velocity from noise in ``flow_steps`` Euler steps.
@@ -20,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vlaforge.models.vit import ViTBlock
+from vlaforge.models.vit import ViTBlock, to_model_images
 from vlaforge.models.vlm import ACTION_TOKEN, IMAGE_TOKEN, VLM
 
 
@@ -34,7 +41,10 @@ class ActionExpertConfig:
     flow_steps: int = 8  # Euler steps at inference
     time_beta: bool = True  # flow time t = 1 - Beta(1.5, 1), more weight near noise (t = 0) as in pi0; else uniform
     prediction: str = "velocity"  # what the expert outputs: "velocity" (x1 - x0) or "actions" (x1; x-prediction)
-    image_tokens: bool = False  # also condition on the backbone's last-layer image-token states
+    image_tokens: bool = False  # transformer head: also attend to the backbone's last-layer image-token states
+    head: str = "transformer"  # "transformer" or "mlp" (own conv encoder + MLP; module docstring)
+    mlp_width: int = 512  # mlp head: hidden width
+    map_channels: int = 32  # mlp head: channels of the conv feature map (stride 8) of each view
 
 
 class VLMBackbone(nn.Module):
@@ -142,7 +152,7 @@ class ActionExpert(nn.Module):
         self.blocks = nn.ModuleList(ViTBlock(d, cfg.n_heads, cfg.mlp_ratio) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(d)
         self.action_out = nn.Linear(d, action_dim)
-        self.chunk = chunk
+        self.chunk, self.action_dim = chunk, action_dim
 
     def forward(self, cond: torch.Tensor, proprio: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor):
         """``cond``: (B, [image tokens +] last_k_layers, cond_dim); image tokens carry their own positions."""
@@ -162,35 +172,87 @@ class ActionExpert(nn.Module):
         return self.action_out(self.norm(x[:, -self.chunk:]))
 
 
+def conv_encoder(channels: int) -> nn.Sequential:
+    """Images (N, 3, H, W) in [-1, 1] -> a stride-8 feature map (N, channels, H/8, W/8)."""
+    return nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
+                         nn.Conv2d(64, 64, 3, 2, 1), nn.ReLU(), nn.Conv2d(64, channels, 3, 1, 1), nn.ReLU())
+
+
+class MLPActionHead(nn.Module):
+    """Flow-matching MLP over [flattened conv maps of all views, action-token states, proprio, time, noisy chunk]."""
+
+    def __init__(self, cfg: ActionExpertConfig, cond_dim: int, proprio_dim: int, action_dim: int,
+                 n_proprio: int, chunk: int, n_views: int, image_size: int):
+        super().__init__()
+        if image_size % 8:
+            raise ValueError(f"expert.head=mlp needs an image size divisible by 8, got {image_size}")
+        self.cfg, self.chunk, self.action_dim = cfg, chunk, action_dim
+        self.views = (n_views, image_size)
+        self.encoder = conv_encoder(cfg.map_channels)
+        width = (n_views * cfg.map_channels * (image_size // 8) ** 2 + cfg.last_k_layers * cond_dim
+                 + n_proprio * proprio_dim + chunk * action_dim + cfg.d_model)
+        self.net = nn.Sequential(nn.Linear(width, cfg.mlp_width), nn.ReLU(), nn.Linear(cfg.mlp_width, cfg.mlp_width),
+                                 nn.ReLU(), nn.Linear(cfg.mlp_width, chunk * action_dim))
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 views (B, V, 3, H, W) -> their flattened feature maps (B, V * channels * H/8 * W/8)."""
+        got = (images.shape[1], images.shape[-1])
+        if got != self.views or images.shape[-2] != images.shape[-1]:
+            raise ValueError(f"the action expert was built for {self.views[0]} views of {self.views[1]}x{self.views[1]} "
+                             f"but got {images.shape[1]} of {images.shape[-2]}x{images.shape[-1]}: the cameras, "
+                             "frames or image size differ from the training data's")
+        return self.encoder(to_model_images(images.flatten(0, 1))).reshape(images.shape[0], -1)
+
+    def forward(self, cond: torch.Tensor, proprio: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor):
+        """``cond``: (B, features) from :meth:`VLA.condition` (image maps, then action-token states)."""
+        x = torch.cat([cond, proprio.flatten(1), noisy.flatten(1), time_embedding(t, self.cfg.d_model)], 1)
+        return self.net(x).view(-1, self.chunk, self.action_dim)
+
+
 class VLA(nn.Module):
     kind = "vla"
 
     def __init__(self, backbone: nn.Module, cfg: ActionExpertConfig, proprio_dim: int, action_dim: int,
-                 n_proprio: int, chunk: int, freeze_backbone: bool = False, n_image_tokens: int = 0):
+                 n_proprio: int, chunk: int, freeze_backbone: bool = False, n_image_tokens: int = 0,
+                 views: tuple[int, int] = (0, 0)):
+        """``views``: (number of views, image size) of a sample, for the mlp head's encoder."""
         super().__init__()
         if cfg.prediction not in ("velocity", "actions"):
             raise ValueError(f"expert.prediction={cfg.prediction!r}: use 'velocity' or 'actions'")
+        if cfg.head not in ("transformer", "mlp"):
+            raise ValueError(f"expert.head={cfg.head!r}: use 'transformer' or 'mlp'")
+        if cfg.head == "mlp" and cfg.image_tokens:
+            raise ValueError("expert.image_tokens is for expert.head=transformer; the mlp head reads its own "
+                             "feature maps of the images")
         if cfg.last_k_layers > backbone.num_layers:
             raise ValueError(f"expert.last_k_layers={cfg.last_k_layers} exceeds the backbone's "
                              f"{backbone.num_layers} layers")
         self.backbone = backbone
         self.cfg = cfg
-        self.expert = ActionExpert(cfg, backbone.hidden_size, proprio_dim, action_dim, n_proprio, chunk,
-                                   n_image_tokens if cfg.image_tokens else 0)
+        if cfg.head == "mlp":
+            self.expert = MLPActionHead(cfg, backbone.hidden_size, proprio_dim, action_dim, n_proprio, chunk, *views)
+        else:
+            self.expert = ActionExpert(cfg, backbone.hidden_size, proprio_dim, action_dim, n_proprio, chunk,
+                                       n_image_tokens if cfg.image_tokens else 0)
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
             for p in backbone.parameters():
                 p.requires_grad_(False)
 
     def condition(self, batch: dict) -> torch.Tensor:
+        """What the expert reads besides proprio, time and the noisy chunk: the backbone's token states
+        (B, tokens, d), or for the mlp head its image maps and the action-token states, flattened (B, F)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
-            return self.backbone.action_features(batch["images"], batch["instruction"], self.cfg.last_k_layers,
-                                                 image_states=self.cfg.image_tokens)
+            states = self.backbone.action_features(batch["images"], batch["instruction"], self.cfg.last_k_layers,
+                                                   image_states=self.cfg.image_tokens).float()
+        if self.cfg.head == "mlp":
+            return torch.cat([self.expert.encode_images(batch["images"]), states.flatten(1)], 1)
+        return states
 
     def loss(self, batch: dict) -> torch.Tensor:
         """Flow-matching MSE on the (unpadded) future actions."""
         x1 = batch["actions"]
-        cond = self.condition(batch).float()
+        cond = self.condition(batch)
         return flow_matching_loss(lambda xt, t: self.expert(cond, batch["proprio"], xt, t), x1,
                                   flow_time(x1.shape[0], self.cfg.time_beta, x1.device), batch["action_mask"],
                                   self.cfg.prediction)
@@ -199,9 +261,9 @@ class VLA(nn.Module):
     def sample(self, batch: dict, generator: torch.Generator | None = None, steps: int | None = None) -> torch.Tensor:
         """Normalised action chunks (B, chunk, action_dim) integrated from noise."""
         steps = steps or self.cfg.flow_steps
-        cond = self.condition(batch).float()
+        cond = self.condition(batch)
         B, device = cond.shape[0], cond.device
-        x = torch.randn((B, self.expert.chunk, self.expert.action_out.out_features), generator=generator,
+        x = torch.randn((B, self.expert.chunk, self.expert.action_dim), generator=generator,
                         device="cpu").to(device)
         return integrate_flow(lambda xt, t: self.expert(cond, batch["proprio"], xt, t), x, steps,
                               self.cfg.prediction)

@@ -83,7 +83,7 @@ def build_vla(backbone: torch.nn.Module, expert: ActionExpertConfig, pre, freeze
     n_views = len(pre.cameras) * len(pre.image_indices)
     n_image_tokens = backbone.image_token_count(n_views, pre.image_size) if expert.image_tokens else 0
     return VLA(backbone, expert, pre.proprio_dim, pre.action_dim, pre.past_steps + 1, pre.future_steps,
-               freeze_backbone=freeze_backbone, n_image_tokens=n_image_tokens)
+               freeze_backbone=freeze_backbone, n_image_tokens=n_image_tokens, views=(n_views, pre.image_size))
 
 
 def vla_finetune(cfg: VLAStageConfig, backbone_uri: str, robotics_uri: str, out_uri: str) -> dict:
