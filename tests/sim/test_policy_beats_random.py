@@ -35,8 +35,8 @@ def test_small_budget_policy_beats_random(tmp_path):
                  conv_stem=True)
     preprocess(PreprocessConfig(image_indices=[0], future_steps=8, past_steps=1, num_workers=0, val_fraction=0.1),
                [str(root / "demos")], str(root / "robo"))
-    vla_finetune(VLAStageConfig(expert=ActionExpertConfig(d_model=64, n_layers=2, n_heads=4, last_k_layers=2),
-                                image_shift=2, train=_train(400, lr=1e-3, batch=32)),
+    expert = ActionExpertConfig(head="mlp", last_k_layers=2, prediction="actions")  # the metaworld4 expert
+    vla_finetune(VLAStageConfig(expert=expert, freeze_backbone=True, image_shift=2, train=_train(400, lr=1e-3, batch=32)),
                  str(root / "vlm"), str(root / "robo"), str(root / "policy"))
 
     cfg = EvalConfig(tasks=TASK_SET, episodes="0:10", workers=2)

@@ -188,7 +188,7 @@ class MLPActionHead(nn.Module):
             raise ValueError(f"expert.head=mlp needs an image size divisible by 8, got {image_size}")
         self.cfg, self.chunk, self.action_dim = cfg, chunk, action_dim
         self.views = (n_views, image_size)
-        self.encoder = conv_encoder(cfg.map_channels)
+        self.encoder = conv_encoder(cfg.map_channels).to(memory_format=torch.channels_last)
         width = (n_views * cfg.map_channels * (image_size // 8) ** 2 + cfg.last_k_layers * cond_dim
                  + n_proprio * proprio_dim + chunk * action_dim + cfg.d_model)
         self.net = nn.Sequential(nn.Linear(width, cfg.mlp_width), nn.ReLU(), nn.Linear(cfg.mlp_width, cfg.mlp_width),
@@ -201,7 +201,8 @@ class MLPActionHead(nn.Module):
             raise ValueError(f"the action expert was built for {self.views[0]} views of {self.views[1]}x{self.views[1]} "
                              f"but got {images.shape[1]} of {images.shape[-2]}x{images.shape[-1]}: the cameras, "
                              "frames or image size differ from the training data's")
-        return self.encoder(to_model_images(images.flatten(0, 1))).reshape(images.shape[0], -1)
+        x = to_model_images(images.flatten(0, 1)).contiguous(memory_format=torch.channels_last)  # faster convs on CPU
+        return self.encoder(x).reshape(images.shape[0], -1)
 
     def forward(self, cond: torch.Tensor, proprio: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor):
         """``cond``: (B, features) from :meth:`VLA.condition` (image maps, then action-token states)."""
