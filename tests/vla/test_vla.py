@@ -207,5 +207,3 @@ def test_mlp_head_learns_from_its_own_feature_maps(trained, tmp_path):
     with pytest.raises(ValueError, match="expert.image_tokens is for expert.head=transformer"):
         build_vla(model.backbone, ActionExpertConfig(head="mlp", image_tokens=True, last_k_layers=1),
                   read_preprocessing_config(str(root / "robo")))
-
-

@@ -12,7 +12,8 @@ hidden states from the backbone's last ``k`` layers condition the action expert.
   so where things are in the image (a few pixels of sideways offset) reaches the actions directly;
   at the same budget the transformer path learned the sideways action far more slowly
   (docs/metaworld4.md).
- Trained with flow matching (straight path from noise ``x0`` to actions ``x1``): the expert
+
+Trained with flow matching (straight path from noise ``x0`` to actions ``x1``): the expert
 predicts the velocity ``x1 - x0``, or with ``expert.prediction: actions`` the clean chunk ``x1`` itself
 (x-prediction; the velocity is then ``(x1_hat - x_t) / (1 - t)``), a lower-variance target whose
 error is the policy's own. Inference integrates the velocity from noise in ``flow_steps`` Euler steps.
