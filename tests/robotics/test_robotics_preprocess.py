@@ -14,7 +14,7 @@ from vlaforge.data.shards import iter_samples, read_manifest
 from vlaforge.robotics.config import PreprocessConfig, load_config, read_preprocessing_config
 from vlaforge.robotics.episodes import EpisodeError, EpisodeWriter, load_episode, read_index
 from vlaforge.robotics.preprocess import preprocess, split_episodes
-from vlaforge.robotics.samples import decode_frame
+from vlaforge.robotics.samples import decode_frame, encode_frame
 
 
 def all_samples(split_uri):
@@ -129,6 +129,19 @@ def test_preset_section_and_config_errors():
         load_config("tiny", ["normalization=zscore"])
     with pytest.raises(ValueError, match="camera name 'a.b'"):
         PreprocessConfig(cameras=["a.b"])
+    with pytest.raises(ConfigError, match="jpeg_subsampling must be one of 4:4:4"):
+        load_config("tiny", ["jpeg_subsampling=\"4:1:1\""])
+
+
+def test_full_chroma_keeps_a_one_pixel_marker():
+    """Meta-World's goal sites are a pixel or two at 64x64: 4:2:0 JPEG averages their colour away."""
+    frame = np.full((64, 64, 3), 90, np.uint8)
+    frame[30, 30] = (250, 10, 10)
+    redness = {}
+    for chroma in ("4:2:0", "4:4:4"):
+        pixel = decode_frame(encode_frame(frame, PreprocessConfig(jpeg_quality=95, jpeg_subsampling=chroma)))[30, 30]
+        redness[chroma] = int(pixel[0]) - int(pixel[1:].mean())
+    assert redness["4:4:4"] > 180 and redness["4:2:0"] < 100, redness
 
 
 def write_custom(out, **changes):

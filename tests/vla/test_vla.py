@@ -22,7 +22,9 @@ from vlaforge.robotics.config import PreprocessConfig, read_preprocessing_config
 from vlaforge.robotics.loader import make_loader
 from vlaforge.robotics.preprocess import preprocess
 from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
-from vlaforge.stages.vla_finetune import RoboticsTask, VLAStageConfig, build_vla, load_backbone, vla_finetune
+from vlaforge.robotics.memory import InMemorySamples
+from vlaforge.stages.vla_finetune import (RoboticsTask, VLAStageConfig, build_vla, load_backbone,
+                                          precompute_backbone_states, vla_finetune)
 from vlaforge.stages.vlm_pretrain import VLMStageConfig, vlm_pretrain
 from vlaforge.train.config import TrainConfig
 from vlaforge.vla.bundle import VLAPolicy, load_vla
@@ -154,7 +156,7 @@ def test_image_shift_applies_in_training_only(trained):
     backbone, _ = load_backbone(str(root / "vlm"))
     model = build_vla(backbone, ActionExpertConfig(d_model=32, n_layers=1, n_heads=2, last_k_layers=1),
                       read_preprocessing_config(str(root / "robo")))
-    task = RoboticsTask(str(root / "robo"), VLAStageConfig(image_shift=3))
+    task = RoboticsTask(str(root / "robo"), VLAStageConfig(image_shift=3), model)
     batch = next(iter(make_loader(str(root / "robo"), 8, 0)))
     seen = []
     real_loss = model.loss
@@ -193,7 +195,8 @@ def test_mlp_head_learns_from_its_own_feature_maps(trained, tmp_path):
     actions (the synthetic action's sign needs both the square's side and the instruction)."""
     root, _ = trained
     expert = ActionExpertConfig(head="mlp", mlp_width=128, map_channels=8, last_k_layers=1, prediction="actions")
-    cfg = VLAStageConfig(expert=expert, freeze_backbone=True, train=_train_cfg(150, lr=2e-3, batch=32))
+    cfg = VLAStageConfig(expert=expert, freeze_backbone=True, data_in_memory=True, cache_backbone_states=True,
+                         train=_train_cfg(150, lr=2e-3, batch=32))
     vla_finetune(cfg, str(root / "vlm"), str(root / "robo"), str(tmp_path / "mlp"))
     model, config = load_vla(str(tmp_path / "mlp"))
     assert config["expert"]["head"] == "mlp" and config["freeze_backbone"]
@@ -207,3 +210,23 @@ def test_mlp_head_learns_from_its_own_feature_maps(trained, tmp_path):
     with pytest.raises(ValueError, match="expert.image_tokens is for expert.head=transformer"):
         build_vla(model.backbone, ActionExpertConfig(head="mlp", image_tokens=True, last_k_layers=1),
                   read_preprocessing_config(str(root / "robo")))
+
+
+def test_cached_backbone_states_are_the_backbones_own(trained):
+    """vla.cache_backbone_states: the frozen backbone runs once per sample; the expert reads the same values."""
+    root, _ = trained
+    backbone, _ = load_backbone(str(root / "vlm"), freeze=True)
+    model = build_vla(backbone, ActionExpertConfig(head="mlp", mlp_width=32, map_channels=4, last_k_layers=1),
+                      read_preprocessing_config(str(root / "robo")), freeze_backbone=True)
+    samples = InMemorySamples(str(root / "robo"))
+    samples.add_column("backbone_states", precompute_backbone_states(model, samples, batch_size=7))
+    batch = next(samples.batches(5, seed=3))
+    cached = model.backbone_states(batch)
+    computed = model.backbone_states({k: v for k, v in batch.items() if k != "backbone_states"})
+    torch.testing.assert_close(cached, computed, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="need a frozen backbone"):
+        build_vla(backbone, ActionExpertConfig(last_k_layers=1), read_preprocessing_config(str(root / "robo"))
+                  ).backbone_states(batch)
+    with pytest.raises(ValueError, match="cache_backbone_states needs vla.data_in_memory"):
+        vla_finetune(VLAStageConfig(cache_backbone_states=True, freeze_backbone=True), str(root / "vlm"),
+                     str(root / "robo"), str(root / "never"))

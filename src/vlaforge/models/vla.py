@@ -241,12 +241,21 @@ class VLA(nn.Module):
             for p in backbone.parameters():
                 p.requires_grad_(False)
 
+    def backbone_states(self, batch: dict) -> torch.Tensor:
+        """The backbone's token states the expert reads (B, tokens, d); a frozen backbone's states may
+        come precomputed in ``batch["backbone_states"]`` (the same values: its weights do not change)."""
+        if "backbone_states" in batch:
+            if not self.freeze_backbone:
+                raise ValueError("precomputed backbone_states need a frozen backbone (freeze_backbone: true)")
+            return batch["backbone_states"]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
+            return self.backbone.action_features(batch["images"], batch["instruction"], self.cfg.last_k_layers,
+                                                 image_states=self.cfg.image_tokens).float()
+
     def condition(self, batch: dict) -> torch.Tensor:
         """What the expert reads besides proprio, time and the noisy chunk: the backbone's token states
         (B, tokens, d), or for the mlp head its image maps and the action-token states, flattened (B, F)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
-            states = self.backbone.action_features(batch["images"], batch["instruction"], self.cfg.last_k_layers,
-                                                   image_states=self.cfg.image_tokens).float()
+        states = self.backbone_states(batch)
         if self.cfg.head == "mlp":
             return torch.cat([self.expert.encode_images(batch["images"]), states.flatten(1)], 1)
         return states

@@ -28,6 +28,9 @@ def check_camera_name(name: str, source: str) -> None:
         raise ValueError(f"{source}: camera name {name!r} must match [A-Za-z0-9_-]+")
 
 
+JPEG_SUBSAMPLING = ("4:4:4", "4:2:2", "4:2:0")
+
+
 @dataclass
 class PreprocessConfig:
     """How raw episodes become robotics training samples (one sample per anchor timestep)."""
@@ -45,6 +48,9 @@ class PreprocessConfig:
     seed: int = 0  # episode split and sample shuffle
     num_workers: int = 2  # processes encoding episodes; 0 = in this process
     jpeg_quality: int = 90
+    # Chroma resolution of the stored frames. PIL's default 4:2:0 halves it: at 64x64 that averages a
+    # one-to-two-pixel coloured marker (Meta-World's goal sites) into its background; 4:4:4 keeps it.
+    jpeg_subsampling: str = "4:2:0"
 
     def __post_init__(self) -> None:
         checks = [
@@ -60,6 +66,7 @@ class PreprocessConfig:
              f"normalization must be one of {', '.join(NORMALIZATION_MODES)}"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
             (1 <= self.jpeg_quality <= 95, "jpeg_quality must be in [1, 95]"),
+            (self.jpeg_subsampling in JPEG_SUBSAMPLING, f"jpeg_subsampling must be one of {', '.join(JPEG_SUBSAMPLING)}"),
         ]
         for ok, message in checks:
             if not ok:

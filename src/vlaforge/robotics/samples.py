@@ -52,7 +52,8 @@ def prepare_frame(frame: np.ndarray, image_size: int) -> np.ndarray:
 
 def encode_frame(frame: np.ndarray, cfg: PreprocessConfig) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(prepare_frame(frame, cfg.image_size)).save(buf, format="JPEG", quality=cfg.jpeg_quality)
+    Image.fromarray(prepare_frame(frame, cfg.image_size)).save(buf, format="JPEG", quality=cfg.jpeg_quality,
+                                                               subsampling=cfg.jpeg_subsampling)
     return buf.getvalue()
 
 

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 
 import torch
+from tqdm import tqdm
 
 from vlaforge import storage
 from vlaforge.config import load
@@ -19,6 +20,7 @@ from vlaforge.models.vla import VLA, ActionExpertConfig, VLMBackbone
 from vlaforge.robotics.augment import random_shift
 from vlaforge.robotics.config import read_preprocessing_config
 from vlaforge.robotics.loader import make_loader
+from vlaforge.robotics.memory import InMemorySamples
 from vlaforge.train import checkpoint as ckpt
 from vlaforge.train.config import TrainConfig
 from vlaforge.train.loop import train
@@ -37,16 +39,28 @@ class VLAStageConfig:
     num_workers: int = 0  # DataLoader worker processes
     shuffle_buffer: int = 512
     image_shift: int = 0  # random-shift augmentation of training images by up to this many pixels (0: off)
+    data_in_memory: bool = False  # decode the train split once into memory instead of streaming it
+    cache_backbone_states: bool = False  # with data_in_memory + freeze_backbone: run the frozen backbone once per sample
+
+    def validate(self) -> None:
+        if self.cache_backbone_states and not (self.data_in_memory and self.freeze_backbone):
+            raise ValueError("vla.cache_backbone_states needs vla.data_in_memory: true and vla.freeze_backbone: true "
+                             "(the states of a backbone that trains change every step)")
 
 
 class RoboticsTask:
     stage = "vla_finetune"
     tokens_per_sample = 0
 
-    def __init__(self, data_uri: str, cfg: VLAStageConfig):
-        self.data_uri, self.cfg = data_uri, cfg
+    def __init__(self, data_uri: str, cfg: VLAStageConfig, model: VLA):
+        self.data_uri, self.cfg, self.model = data_uri, cfg, model
 
     def train_batches(self, start_sample, rank, world, micro_batch):
+        if self.cfg.data_in_memory:
+            samples = InMemorySamples(self.data_uri)
+            if self.cfg.cache_backbone_states:
+                samples.add_column("backbone_states", precompute_backbone_states(self.model, samples))
+            return samples.batches(micro_batch, self.cfg.train.seed, start_sample // micro_batch, rank, world)
         return iter(make_loader(self.data_uri, micro_batch, self.cfg.num_workers, seed=self.cfg.train.seed,
                                 start_batch=start_sample // micro_batch, shuffle_buffer=self.cfg.shuffle_buffer))
 
@@ -57,6 +71,18 @@ class RoboticsTask:
         if model.training and self.cfg.image_shift:
             batch = {**batch, "images": random_shift(batch["images"], self.cfg.image_shift)}
         return model.loss(batch)
+
+
+@torch.no_grad()
+def precompute_backbone_states(model: VLA, samples: InMemorySamples, batch_size: int = 256) -> torch.Tensor:
+    """The frozen backbone's states for every (unaugmented) sample, on the CPU."""
+    device = next(model.parameters()).device
+    chunks = []
+    for start in tqdm(range(0, len(samples), batch_size), desc="backbone states", unit="batch", mininterval=5.0):
+        batch = samples.batch(torch.arange(start, min(start + batch_size, len(samples))))
+        chunks.append(model.backbone_states({"images": batch["images"].to(device),
+                                             "instruction": batch["instruction"]}).cpu())
+    return torch.cat(chunks)
 
 
 def load_backbone(spec: str, freeze: bool = False) -> tuple[torch.nn.Module, dict]:
@@ -87,6 +113,7 @@ def build_vla(backbone: torch.nn.Module, expert: ActionExpertConfig, pre, freeze
 
 
 def vla_finetune(cfg: VLAStageConfig, backbone_uri: str, robotics_uri: str, out_uri: str) -> dict:
+    cfg.validate()
     torch.manual_seed(cfg.train.seed)
     pre = read_preprocessing_config(robotics_uri)
     backbone, backbone_config = load_backbone(cfg.backbone or backbone_uri, cfg.freeze_backbone)
@@ -98,7 +125,7 @@ def vla_finetune(cfg: VLAStageConfig, backbone_uri: str, robotics_uri: str, out_
     config = {"kind": "vla", "backbone": backbone_config, "expert": dataclasses.asdict(cfg.expert),
               "freeze_backbone": cfg.freeze_backbone, "execute_steps": cfg.execute_steps,
               "train": dataclasses.asdict(cfg.train), "data": robotics_uri}
-    summary = train(model, RoboticsTask(robotics_uri, cfg), cfg.train, out_uri, config)
+    summary = train(model, RoboticsTask(robotics_uri, cfg, model), cfg.train, out_uri, config)
     if summary:
         write_bundle_extras(model, robotics_uri, out_uri)
     return summary

@@ -176,8 +176,8 @@ def train(model: torch.nn.Module, task: TrainTask, cfg: TrainConfig, out_uri: st
             metrics.flush()
 
     per_rank_start = step * accum * cfg.micro_batch_size
+    t_start = time.perf_counter()  # data preparation in train_batches (e.g. decoding into memory) counts
     batches = task.train_batches(per_rank_start, rank, world, cfg.micro_batch_size)
-    t_start = time.perf_counter()
     # Validation runs on rank 0 alone, so on the unwrapped model: a DDP forward would wait for the other ranks.
     first_val = evaluate(raw_model, task, cfg, device) if step == 0 and is_main else None
     if first_val is not None:

@@ -1,0 +1,59 @@
+"""The in-memory split: the streamed samples, random batches that cover each epoch, exact resume, DDP shares."""
+
+import itertools
+
+import pytest
+import torch
+
+from robodata_helpers import write_dataset
+from test_robotics_loader import batch_ids, sample_id
+from vlaforge.robotics.config import PreprocessConfig
+from vlaforge.robotics.loader import RoboticsDataset
+from vlaforge.robotics.memory import InMemorySamples
+from vlaforge.robotics.preprocess import preprocess
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory):
+    root = tmp_path_factory.mktemp("memory")
+    raw = write_dataset(root / "raw", 6, lengths=(5, 9), seed=3)
+    preprocess(PreprocessConfig(past_steps=1, future_steps=3, image_indices=[0], val_fraction=0.2,
+                                samples_per_shard=5, num_workers=0), [raw], str(root / "out"))
+    return str(root / "out")
+
+
+def test_holds_the_streamed_samples(uri):
+    samples = InMemorySamples(uri)
+    streamed = list(RoboticsDataset(uri, "train", infinite=False, shuffle_buffer=0))
+    assert len(samples) == len(streamed)
+    batch = samples.batch(torch.arange(len(samples)))
+    assert batch_ids(batch) == [sample_id(s) for s in streamed]
+    assert torch.equal(batch["images"], torch.stack([s["images"] for s in streamed]))
+    assert batch["images"].dtype == torch.uint8 and batch["action_mask"].dtype == torch.bool
+    assert batch["task"] == [s["task"] for s in streamed]
+
+
+def test_epochs_cover_every_sample_and_resume_exactly(uri):
+    samples = InMemorySamples(uri)
+    per_epoch = len(samples) // 4
+    stream = samples.batches(4, seed=1)
+    first = [batch_ids(b) for b in itertools.islice(stream, 3 * per_epoch)]
+    epoch = [i for b in first[:per_epoch] for i in b]
+    assert len(set(epoch)) == len(epoch) == per_epoch * 4  # no repeats within an epoch
+    assert first[:per_epoch] != first[per_epoch:2 * per_epoch]  # each epoch its own order
+    resumed = samples.batches(4, seed=1, start_batch=per_epoch + 1)
+    assert [batch_ids(b) for b in itertools.islice(resumed, per_epoch)] == first[per_epoch + 1:2 * per_epoch + 1]
+    assert batch_ids(next(samples.batches(4, seed=2))) != first[0]
+
+
+def test_ranks_share_an_epoch_disjointly_and_errors_name_the_problem(uri):
+    samples = InMemorySamples(uri)
+    shares = [[i for b in itertools.islice(samples.batches(2, seed=0, rank=r, world=2), len(samples) // 4)
+               for i in batch_ids(b)] for r in (0, 1)]
+    assert not set(shares[0]) & set(shares[1])
+    samples.add_column("extra", torch.arange(len(samples)))
+    assert next(samples.batches(3, seed=0))["extra"].shape == (3,)
+    with pytest.raises(ValueError, match="column 'bad' has 2 rows"):
+        samples.add_column("bad", torch.zeros(2))
+    with pytest.raises(ValueError, match="fill no batch of 1000"):
+        next(samples.batches(1000))
