@@ -22,15 +22,18 @@ def uri(tmp_path_factory):
     return str(root / "out")
 
 
-def test_holds_the_streamed_samples(uri):
-    samples = InMemorySamples(uri)
-    streamed = list(RoboticsDataset(uri, "train", infinite=False, shuffle_buffer=0))
+@pytest.mark.parametrize("workers", [0, 2])
+def test_holds_the_streamed_samples(uri, workers):
+    samples = InMemorySamples(uri, workers=workers)
+    streamed = {sample_id(s): s for s in RoboticsDataset(uri, "train", infinite=False, shuffle_buffer=0)}
     assert len(samples) == len(streamed)
     batch = samples.batch(torch.arange(len(samples)))
-    assert batch_ids(batch) == [sample_id(s) for s in streamed]
-    assert torch.equal(batch["images"], torch.stack([s["images"] for s in streamed]))
+    ids = batch_ids(batch)
+    assert sorted(ids) == sorted(streamed)
+    assert torch.equal(batch["images"], torch.stack([streamed[i]["images"] for i in ids]))
+    assert torch.equal(batch["action_mask"], torch.stack([streamed[i]["action_mask"] for i in ids]))
     assert batch["images"].dtype == torch.uint8 and batch["action_mask"].dtype == torch.bool
-    assert batch["task"] == [s["task"] for s in streamed]
+    assert batch["task"] == [streamed[i]["task"] for i in ids]
 
 
 def test_epochs_cover_every_sample_and_resume_exactly(uri):

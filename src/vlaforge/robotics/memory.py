@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vlaforge.robotics.loader import RoboticsDataset
@@ -26,27 +27,33 @@ from vlaforge.robotics.loader import RoboticsDataset
 log = logging.getLogger(__name__)
 
 TENSORS = ("images", "proprio", "actions", "action_mask")
+DECODE_BATCH = 256
 STRINGS = ("instruction", "task")
 
 
 class InMemorySamples:
     """Every sample of ``<uri>/<split>``, decoded into stacked tensors (module docstring)."""
 
-    def __init__(self, uri: str, split: str = "train", normalization: str | None = None):
+    def __init__(self, uri: str, split: str = "train", normalization: str | None = None, workers: int = 0):
+        """``workers``: DataLoader processes that decode shards in parallel (the order then follows them)."""
         dataset = RoboticsDataset(uri, split, infinite=False, shuffle_buffer=0, normalization=normalization,
                                   rank=0, world_size=1)
         self.cfg, self.normalizer = dataset.cfg, dataset.normalizer
         n = dataset.num_samples
         if n == 0:
             raise ValueError(f"{uri}: split {split!r} has no samples")
-        columns: dict[str, list] = {k: [] for k in TENSORS + STRINGS}
-        for sample in tqdm(dataset, total=n, desc=f"decode {split}", unit="sample", mininterval=5.0):
-            for key, values in columns.items():
-                values.append(sample[key])
-        self.columns: dict[str, torch.Tensor] = {k: torch.stack(columns[k]) for k in TENSORS}
-        strings = {k: sorted(set(columns[k])) for k in STRINGS}
-        self.strings = strings
-        self.codes = {k: torch.tensor([strings[k].index(s) for s in columns[k]]) for k in STRINGS}
+        tensors: dict[str, list] = {k: [] for k in TENSORS}
+        texts: dict[str, list] = {k: [] for k in STRINGS}
+        with tqdm(total=n, desc=f"decode {split}", unit="sample", mininterval=5.0) as bar:
+            for batch in DataLoader(dataset, batch_size=DECODE_BATCH, num_workers=workers):
+                for key, parts in tensors.items():
+                    parts.append(batch[key])
+                for key, values in texts.items():
+                    values.extend(batch[key])
+                bar.update(len(batch["task"]))
+        self.columns: dict[str, torch.Tensor] = {k: torch.cat(parts) for k, parts in tensors.items()}
+        self.strings = {k: sorted(set(values)) for k, values in texts.items()}
+        self.codes = {k: torch.tensor([self.strings[k].index(v) for v in values]) for k, values in texts.items()}
         size = sum(t.numel() * t.element_size() for t in self.columns.values())
         log.info("%s/%s: %d samples in memory (%.0f MB)", uri, split, len(self), size / 2**20)
 

@@ -36,7 +36,7 @@ class VLAStageConfig:
     backbone: str = ""  # empty: the VLM input artifact; "hf:<name or path>" starts from a Hugging Face VLM
     freeze_backbone: bool = False
     execute_steps: int = 4  # actions executed from each predicted chunk before re-planning
-    num_workers: int = 0  # DataLoader worker processes
+    num_workers: int = 0  # DataLoader worker processes (streaming, or decoding into memory)
     shuffle_buffer: int = 512
     image_shift: int = 0  # random-shift augmentation of training images by up to this many pixels (0: off)
     data_in_memory: bool = False  # decode the train split once into memory instead of streaming it
@@ -57,7 +57,7 @@ class RoboticsTask:
 
     def train_batches(self, start_sample, rank, world, micro_batch):
         if self.cfg.data_in_memory:
-            samples = InMemorySamples(self.data_uri)
+            samples = InMemorySamples(self.data_uri, workers=self.cfg.num_workers)
             if self.cfg.cache_backbone_states:
                 samples.add_column("backbone_states", precompute_backbone_states(self.model, samples))
             return samples.batches(micro_batch, self.cfg.train.seed, start_sample // micro_batch, rank, world)
