@@ -15,7 +15,7 @@ from synthetic_data import write_caption_shards, write_episodes
 from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
 from vlaforge.models.llm import LLMConfig
 from vlaforge.models.vit import ViTConfig
-from vlaforge.models.vla import ActionExpertConfig, SpatialSoftmax, flow_time
+from vlaforge.models.vla import ActionExpertConfig, flow_time
 from vlaforge.policies import load_policy
 from vlaforge.policy import Observation
 from vlaforge.robotics.config import PreprocessConfig, read_preprocessing_config
@@ -230,25 +230,3 @@ def test_cached_backbone_states_are_the_backbones_own(trained):
     with pytest.raises(ValueError, match="cache_backbone_states needs vla.data_in_memory"):
         vla_finetune(VLAStageConfig(cache_backbone_states=True, freeze_backbone=True), str(root / "vlm"),
                      str(root / "robo"), str(root / "never"))
-
-
-def test_spatial_softmax_keypoints_locate_a_spot(trained):
-    """expert.keypoints: the coordinates of a bright spot come out as numbers; the mlp head reads them."""
-    keypoints = SpatialSoftmax(1, 1)
-    with torch.no_grad():
-        keypoints.proj.weight.fill_(1.0)
-        keypoints.proj.bias.zero_()
-        keypoints.log_temperature.fill_(float(np.log(0.01)))
-    spot = torch.zeros(2, 1, 16, 16)
-    spot[0, 0, 3, 12] = spot[1, 0, 10, 1] = 1.0
-    expected = torch.tensor([[-1 + 2 * 12 / 15, -1 + 2 * 3 / 15], [-1 + 2 / 15, -1 + 2 * 10 / 15]])
-    torch.testing.assert_close(keypoints(spot), expected, atol=1e-3, rtol=0)
-    root, _ = trained
-    backbone, _ = load_backbone(str(root / "vlm"), freeze=True)
-    model = build_vla(backbone, ActionExpertConfig(head="mlp", mlp_width=32, map_channels=4, keypoints=5,
-                                                   last_k_layers=1), read_preprocessing_config(str(root / "robo")),
-                      freeze_backbone=True)
-    batch = next(iter(make_loader(str(root / "robo"), 3, 0)))
-    n_views = batch["images"].shape[1]
-    assert model.expert.encode_images(batch["images"]).shape == (3, n_views * (4 * (32 // 8) ** 2 + 2 * 5))
-    assert model.loss(batch).isfinite()

@@ -46,7 +46,6 @@ class ActionExpertConfig:
     head: str = "transformer"  # "transformer" or "mlp" (own conv encoder + MLP; module docstring)
     mlp_width: int = 512  # mlp head: hidden width
     map_channels: int = 32  # mlp head: channels of the conv feature map (stride 8) of each view
-    keypoints: int = 0  # mlp head: spatial-softmax keypoints per view from the stride-4 map (0: none)
 
 
 class VLMBackbone(nn.Module):
@@ -174,34 +173,10 @@ class ActionExpert(nn.Module):
         return self.action_out(self.norm(x[:, -self.chunk:]))
 
 
-STRIDE4_LAYERS, STRIDE4_CHANNELS = 4, 64  # conv_encoder()[:4] is the stride-4 stage, 64 channels
-
-
 def conv_encoder(channels: int) -> nn.Sequential:
     """Images (N, 3, H, W) in [-1, 1] -> a stride-8 feature map (N, channels, H/8, W/8)."""
-    return nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), nn.ReLU(), nn.Conv2d(32, STRIDE4_CHANNELS, 3, 2, 1), nn.ReLU(),
-                         nn.Conv2d(STRIDE4_CHANNELS, 64, 3, 2, 1), nn.ReLU(), nn.Conv2d(64, channels, 3, 1, 1),
-                         nn.ReLU())
-
-
-class SpatialSoftmax(nn.Module):
-    """Feature maps (N, C, H, W) -> image coordinates (x, y in [-1, 1]) of K learned keypoints, (N, 2K).
-
-    Each keypoint is the softmax-weighted mean position of one learned 1x1 map (Levine et al. 2016):
-    where a small object is, as two numbers, at sub-cell precision.
-    """
-
-    def __init__(self, channels: int, keypoints: int):
-        super().__init__()
-        self.proj = nn.Conv2d(channels, keypoints, 1)
-        self.log_temperature = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        H, W = x.shape[-2:]
-        weights = (self.proj(x).flatten(2) / self.log_temperature.exp()).softmax(-1)  # (N, K, H*W)
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, H, device=x.device), torch.linspace(-1, 1, W, device=x.device),
-                                indexing="ij")
-        return (weights @ torch.stack([xs.flatten(), ys.flatten()], -1)).flatten(1)
+    return nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
+                         nn.Conv2d(64, 64, 3, 2, 1), nn.ReLU(), nn.Conv2d(64, channels, 3, 1, 1), nn.ReLU())
 
 
 class MLPActionHead(nn.Module):
@@ -215,27 +190,20 @@ class MLPActionHead(nn.Module):
         self.cfg, self.chunk, self.action_dim = cfg, chunk, action_dim
         self.views = (n_views, image_size)
         self.encoder = conv_encoder(cfg.map_channels).to(memory_format=torch.channels_last)
-        self.keypoints = SpatialSoftmax(STRIDE4_CHANNELS, cfg.keypoints) if cfg.keypoints else None
-        per_view = cfg.map_channels * (image_size // 8) ** 2 + 2 * cfg.keypoints
-        width = (n_views * per_view + cfg.last_k_layers * cond_dim
+        width = (n_views * cfg.map_channels * (image_size // 8) ** 2 + cfg.last_k_layers * cond_dim
                  + n_proprio * proprio_dim + chunk * action_dim + cfg.d_model)
         self.net = nn.Sequential(nn.Linear(width, cfg.mlp_width), nn.ReLU(), nn.Linear(cfg.mlp_width, cfg.mlp_width),
                                  nn.ReLU(), nn.Linear(cfg.mlp_width, chunk * action_dim))
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 views (B, V, 3, H, W) -> their flattened feature maps (B, V * channels * H/8 * W/8), each
-        view's keypoint coordinates (B, V * 2K) after them when ``expert.keypoints``."""
+        """uint8 views (B, V, 3, H, W) -> their flattened feature maps (B, V * channels * H/8 * W/8)."""
         got = (images.shape[1], images.shape[-1])
         if got != self.views or images.shape[-2] != images.shape[-1]:
             raise ValueError(f"the action expert was built for {self.views[0]} views of {self.views[1]}x{self.views[1]} "
                              f"but got {images.shape[1]} of {images.shape[-2]}x{images.shape[-1]}: the cameras, "
                              "frames or image size differ from the training data's")
         x = to_model_images(images.flatten(0, 1)).contiguous(memory_format=torch.channels_last)  # faster convs on CPU
-        stride4 = self.encoder[:STRIDE4_LAYERS](x)
-        maps = self.encoder[STRIDE4_LAYERS:](stride4).reshape(images.shape[0], -1)
-        if self.keypoints is None:
-            return maps
-        return torch.cat([maps, self.keypoints(stride4).reshape(images.shape[0], -1)], 1)
+        return self.encoder(x).reshape(images.shape[0], -1)
 
     def forward(self, cond: torch.Tensor, proprio: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor):
         """``cond``: (B, features) from :meth:`VLA.condition` (image maps, then action-token states)."""
