@@ -9,7 +9,8 @@ preprocesses them, then measures:
   a language model and the action expert, so its steps are slower: if the loader keeps up with this
   stand-in it keeps up with the VLA on the same device;
 - the loader: samples/s of ``make_loader`` batches (JPEG decode, normalisation, collation) for each
-  DataLoader worker count, after a warm-up, and the ratio loader / consumer (> 1: not the bottleneck).
+  DataLoader worker count, after a warm-up, and the ratio loader / consumer (> 1: not the bottleneck);
+- the in-memory split (``vla.data_in_memory``): its one-off decode in samples/s, then its batches/s.
 
     .venv/bin/python bench/robotics_loader.py [--workers 0 1 2] [--batches 30] [--device cpu]
 """
@@ -30,6 +31,7 @@ from vlaforge.models.vit import ViT, ViTConfig, to_model_images
 from vlaforge.robotics.config import PreprocessConfig
 from vlaforge.robotics.episodes import EpisodeWriter
 from vlaforge.robotics.loader import make_loader
+from vlaforge.robotics.memory import InMemorySamples
 from vlaforge.robotics.preprocess import preprocess
 
 
@@ -128,6 +130,17 @@ def main() -> None:
         for workers in args.workers:
             rate = loader_rate(f"{tmp}/out", args.batch_size, workers, args.batches)
             print(f"loader num_workers={workers}: {rate:.0f} samples/s = {rate / consume:.1f}x consumer")
+        for workers in args.workers:
+            start = time.perf_counter()
+            samples = InMemorySamples(f"{tmp}/out", workers=workers)
+            decode = len(samples) / (time.perf_counter() - start)
+            it = samples.batches(args.batch_size)
+            next(it)
+            start = time.perf_counter()
+            n = sum(len(b["instruction"]) for b in itertools.islice(it, args.batches))
+            rate = n / (time.perf_counter() - start)
+            print(f"in memory, decoded with num_workers={workers} at {decode:.0f} samples/s once: batches at "
+                  f"{rate:.0f} samples/s = {rate / consume:.1f}x consumer")
 
 
 if __name__ == "__main__":

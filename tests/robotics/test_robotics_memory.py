@@ -60,3 +60,12 @@ def test_ranks_share_an_epoch_disjointly_and_errors_name_the_problem(uri):
         samples.add_column("bad", torch.zeros(2))
     with pytest.raises(ValueError, match="fill no batch of 1000"):
         next(samples.batches(1000))
+
+
+def test_balanced_epochs_draw_every_task_equally_often(uri):
+    samples = InMemorySamples(uri)
+    samples.codes["task"] = (torch.arange(len(samples)) < 4).long()  # 4 samples of task 1, the rest task 0
+    plain = samples.codes["task"][samples.epoch_order(0, 0)].float().mean()
+    drawn = torch.cat([samples.codes["task"][samples.epoch_order(0, e, balance_tasks=True)] for e in range(40)])
+    assert plain == 4 / len(samples) and abs(drawn.float().mean() - 0.5) < 0.05
+    assert torch.equal(samples.epoch_order(0, 3, True), samples.epoch_order(0, 3, True))  # resumable

@@ -7,7 +7,7 @@ draws batches by index, so a batch costs one gather. ``extra`` columns (e.g. a f
 states) can be attached with :meth:`add_column` and travel with the batch.
 
 Batches are deterministic given the seed: epoch ``e`` visits a permutation drawn from
-``(seed, e)``, each DDP rank takes every ``world``-th index of it, and
+``(seed, e)`` (or, balancing tasks, as many draws with every task equally likely), each DDP rank takes every ``world``-th index of it, and
 ``batches(..., start_batch=n)`` resumes exactly after ``n`` batches of this rank.
 """
 
@@ -73,14 +73,24 @@ class InMemorySamples:
             out[key] = [self.strings[key][c] for c in codes[index].tolist()]
         return out
 
+    def epoch_order(self, seed: int, epoch: int, balance_tasks: bool = False) -> torch.Tensor:
+        """The sample indices of one epoch: a permutation, or with ``balance_tasks`` as many draws (with
+        replacement) in which every task is equally likely, however many samples it has."""
+        rng = np.random.default_rng([seed, epoch])
+        if not balance_tasks:
+            return torch.from_numpy(rng.permutation(len(self)))
+        task = self.codes["task"].numpy()
+        weight = 1.0 / np.bincount(task)[task]
+        return torch.from_numpy(rng.choice(len(self), len(self), p=weight / weight.sum()))
+
     def batches(self, batch_size: int, seed: int = 0, start_batch: int = 0, rank: int = 0,
-                world: int = 1) -> Iterator[dict]:
+                world: int = 1, balance_tasks: bool = False) -> Iterator[dict]:
         """Endless random batches of this rank; the tail of each epoch's share that fills no batch is dropped."""
         per_epoch = len(self) // world // batch_size
         if per_epoch == 0:
             raise ValueError(f"{len(self)} samples fill no batch of {batch_size} on each of {world} rank(s)")
         first_epoch, skip = divmod(start_batch, per_epoch)
         for epoch in itertools.count(first_epoch):
-            order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(len(self)))[rank::world]
+            order = self.epoch_order(seed, epoch, balance_tasks)[rank::world]
             for b in range(skip if epoch == first_epoch else 0, per_epoch):
                 yield self.batch(order[b * batch_size:(b + 1) * batch_size])

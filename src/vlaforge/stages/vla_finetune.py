@@ -41,11 +41,14 @@ class VLAStageConfig:
     image_shift: int = 0  # random-shift augmentation of training images by up to this many pixels (0: off)
     data_in_memory: bool = False  # decode the train split once into memory instead of streaming it
     cache_backbone_states: bool = False  # with data_in_memory + freeze_backbone: run the frozen backbone once per sample
+    balance_tasks: bool = False  # with data_in_memory: every task equally likely in a batch, however many samples it has
 
     def validate(self) -> None:
         if self.cache_backbone_states and not (self.data_in_memory and self.freeze_backbone):
             raise ValueError("vla.cache_backbone_states needs vla.data_in_memory: true and vla.freeze_backbone: true "
                              "(the states of a backbone that trains change every step)")
+        if self.balance_tasks and not self.data_in_memory:
+            raise ValueError("vla.balance_tasks needs vla.data_in_memory: true")
 
 
 class RoboticsTask:
@@ -60,7 +63,8 @@ class RoboticsTask:
             samples = InMemorySamples(self.data_uri, workers=self.cfg.num_workers)
             if self.cfg.cache_backbone_states:
                 samples.add_column("backbone_states", precompute_backbone_states(self.model, samples))
-            return samples.batches(micro_batch, self.cfg.train.seed, start_sample // micro_batch, rank, world)
+            return samples.batches(micro_batch, self.cfg.train.seed, start_sample // micro_batch, rank, world,
+                                   self.cfg.balance_tasks)
         return iter(make_loader(self.data_uri, micro_batch, self.cfg.num_workers, seed=self.cfg.train.seed,
                                 start_batch=start_sample // micro_batch, shuffle_buffer=self.cfg.shuffle_buffer))
 
