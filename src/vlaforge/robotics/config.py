@@ -50,6 +50,7 @@ class PreprocessConfig:
     jpeg_quality: int = 90
     # Chroma resolution of the stored frames. PIL's default 4:2:0 halves it: at 64x64 that averages a
     # one-to-two-pixel coloured marker (Meta-World's goal sites) into its background; 4:4:4 keeps it.
+    # Quote it in YAML: unquoted, 4:4:4 reads as a base-60 integer.
     jpeg_subsampling: str = "4:2:0"
 
     def __post_init__(self) -> None:

@@ -7,8 +7,9 @@ draws batches by index, so a batch costs one gather. ``extra`` columns (e.g. a f
 states) can be attached with :meth:`add_column` and travel with the batch.
 
 Batches are deterministic given the seed: epoch ``e`` visits a permutation drawn from
-``(seed, e)`` (or, balancing tasks, as many draws with every task equally likely), each DDP rank takes every ``world``-th index of it, and
-``batches(..., start_batch=n)`` resumes exactly after ``n`` batches of this rank.
+``(seed, e)`` (or, balancing tasks, as many draws with every task equally likely), each DDP rank
+takes every ``world``-th index of it, and ``batches(..., start_batch=n)`` resumes exactly after
+``n`` batches of this rank.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class InMemorySamples:
                 bar.update(len(batch["task"]))
         self.columns: dict[str, torch.Tensor] = {k: torch.cat(parts) for k, parts in tensors.items()}
         self.strings = {k: sorted(set(values)) for k, values in texts.items()}
-        self.codes = {k: torch.tensor([self.strings[k].index(v) for v in values]) for k, values in texts.items()}
+        code_of = {k: {v: i for i, v in enumerate(self.strings[k])} for k in STRINGS}
+        self.codes = {k: torch.tensor([code_of[k][v] for v in values]) for k, values in texts.items()}
         size = sum(t.numel() * t.element_size() for t in self.columns.values())
         log.info("%s/%s: %d samples in memory (%.0f MB)", uri, split, len(self), size / 2**20)
 
