@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import pickle
 import re
@@ -209,3 +210,31 @@ def test_checkpoint_of_another_model_shape_is_named(trained, tokenized, tmp_path
     with pytest.raises(RuntimeError, match=rf"checkpoints/step_{LAST:08d}/model.safetensors does not fit"):
         llm_run("tiny", TRAIN + ["model.d_model=48"], str(tokenized), str(out))
     assert snapshot(out) == before
+
+
+class _SlowStartTask:
+    """A regression task whose data preparation (in train_batches) takes longer than the whole budget."""
+
+    stage, tokens_per_sample = "slow_start", 0
+
+    def train_batches(self, start_sample, rank, world, micro_batch):
+        time.sleep(1.5)  # eager, as decoding the split into memory is
+        x = torch.randn(micro_batch, 4)
+        return itertools.repeat((x, x.sum(1, keepdim=True)))
+
+    def val_batches(self, micro_batch):
+        return iter([])
+
+    def loss(self, model, batch):
+        x, y = batch
+        return (model(x) - y).pow(2).mean()
+
+
+def test_wall_clock_budget_counts_data_preparation(tmp_path):
+    from vlaforge.train.loop import train
+
+    cfg = TrainConfig(global_batch_size=4, micro_batch_size=4, max_steps=10_000, max_minutes=1 / 60, warmup_steps=0,
+                      val_every=10_000, ckpt_every=10_000, log_every=10_000)
+    summary = train(torch.nn.Linear(4, 1), _SlowStartTask(), cfg, str(tmp_path / "out"), {})
+    assert summary["steps"] == 1  # the 1.5 s of preparation already used up the 1 s budget
+    assert summary["train_seconds"] >= 1.5
