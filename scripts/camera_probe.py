@@ -6,14 +6,13 @@ predict the hand-relative positions the task turns on (reach: goal - hand; push:
 goal - puck) from the frames and the proprio, and prints the held-out error in cm (episodes split
 80/20, so held-out frames come from unseen scenes). Usage:
 
-    .venv/bin/python scripts/camera_probe.py --tasks reach-v3 push-v3 --episodes 300 --steps 1500
+    .venv/bin/python scripts/camera_probe.py --tasks reach-v3 push-v3 --sets corner,behindGripper topview
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import itertools
 import time
 
 import numpy as np
@@ -77,7 +76,7 @@ class Probe(nn.Module):
 
 
 def probe(data: dict[str, np.ndarray], cams: tuple[int, ...], steps: int, batch: int, seed: int) -> np.ndarray:
-    """Held-out Euclidean errors (frames x targets, metres) of a probe over the cameras ``cams``."""
+    """Held-out errors (frames x targets x 3 axes, metres) of a probe over the cameras ``cams``."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     held_out = data["episode"] >= np.quantile(np.unique(data["episode"]), 0.8)
@@ -98,8 +97,7 @@ def probe(data: dict[str, np.ndarray], cams: tuple[int, ...], steps: int, batch:
         sched.step()
     with torch.no_grad():
         pred = model(images[held_out], proprio[held_out]) * scale
-    err = (pred - targets[held_out]).reshape(len(pred), -1, 3).norm(dim=-1)
-    return err.numpy()
+    return (pred - targets[held_out]).reshape(len(pred), -1, 3).numpy()
 
 
 def main() -> None:
@@ -111,32 +109,30 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.3, help="expert action noise (spreads the hand positions)")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--pairs", type=int, default=4, help="pair the best this many single cameras")
+    ap.add_argument("--sets", nargs="*", default=None,
+                    help="camera sets to probe, e.g. corner,behindGripper topview (default: each camera alone)")
     ap.add_argument("--jpeg-quality", type=int, default=95)
     ap.add_argument("--jpeg-subsampling", default="4:4:4")
     args = ap.parse_args()
     torch.set_num_threads(2)
+    camera_sets = [s.split(",") for s in args.sets] if args.sets else [[c] for c in CAMERAS]
+    for cam in {c for cams in camera_sets for c in cams} - set(CAMERAS):
+        raise SystemExit(f"unknown camera '{cam}'; known: {', '.join(CAMERAS)}")
     for task in args.tasks:
         t0 = time.time()
         data = collect(task, args.episodes, args.every, args.image_size, args.noise, args.jpeg_quality,
                        args.jpeg_subsampling)
         names = list(TARGETS[task])
         print(f"\n{task}: {len(data['frames'])} frames from {args.episodes} episodes in {time.time() - t0:.0f} s; "
-              f"held-out error in cm (mean, and % of frames within 5 cm) of {', '.join(names)}")
-
-        def report(cams: tuple[int, ...]) -> float:
+              f"held-out error in cm of {', '.join(names)}: distance (% of frames within 5 cm) | mean |x|, |y|, |z|")
+        for cams in camera_sets:
             t = time.time()
-            err = probe(data, cams, args.steps, args.batch, seed=0)
-            cells = "  ".join(f"{100 * err[:, j].mean():5.1f} ({100 * (err[:, j] < 0.05).mean():3.0f}%)"
-                              for j in range(len(names)))
-            print(f"  {' + '.join(CAMERAS[c] for c in cams):28s} {cells}   [{time.time() - t:.0f} s]", flush=True)
-            return float(err.mean())
-
-        singles = {c: report((c,)) for c in range(len(CAMERAS))}
-        best = sorted(singles, key=singles.get)[:args.pairs]
-        preset = (CAMERAS.index("corner"), CAMERAS.index("behindGripper"))
-        for pair in sorted(set(itertools.combinations(sorted(best), 2)) | {preset}):
-            report(pair)
+            err = probe(data, tuple(CAMERAS.index(c) for c in cams), args.steps, args.batch, seed=0)
+            dist = np.linalg.norm(err, axis=-1)
+            cells = "   ".join(f"{100 * dist[:, j].mean():4.1f} ({100 * (dist[:, j] < 0.05).mean():3.0f}%) | "
+                               + " ".join(f"{v:3.1f}" for v in 100 * np.abs(err[:, j]).mean(0))
+                               for j in range(len(names)))
+            print(f"  {' + '.join(cams):28s} {cells}   [{time.time() - t:.0f} s]", flush=True)
 
 
 if __name__ == "__main__":

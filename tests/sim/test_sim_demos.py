@@ -70,7 +70,20 @@ def test_bad_config_is_named(tmp_path):
         run("tiny", ["cameras=[corner, wrist]"], str(tmp_path))
     with pytest.raises(ConfigError, match="unknown key 'demos.episodes'"):
         run("tiny", ["episodes=3"], str(tmp_path))
+    with pytest.raises(ValueError, match="task_episodes names 'push-v3', which is not in demos.tasks"):
+        run("tiny", ["task_episodes={push-v3: 2}"], str(tmp_path))
+    with pytest.raises(ValueError, match="task_episodes.reach-v3 must be an integer >= 1"):
+        run("tiny", ["task_episodes={reach-v3: 0}"], str(tmp_path))
     assert not list(tmp_path.iterdir())
+
+
+def test_per_task_episode_counts(tmp_path):
+    cfg = DemoConfig(tasks=["reach-v3", "push-v3"], episodes_per_task=1, task_episodes={"reach-v3": 3},
+                     cameras=["corner"], image_size=16, max_steps=3, keep_failed=True)
+    report = record_demos(cfg, str(tmp_path))
+    assert {t: r["attempted"] for t, r in report["tasks"].items()} == {"reach-v3": 3, "push-v3": 1}
+    lines = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
+    assert [line["task"] for line in lines] == ["reach-v3"] * 3 + ["push-v3"]
 
 
 def test_clean_labels_record_the_experts_choice_along_the_noisy_path(tmp_path):

@@ -34,6 +34,7 @@ REPORT = "recording_report.json"
 class DemoConfig:
     tasks: list[str] = field(default_factory=lambda: ["reach-v3"])
     episodes_per_task: int = 4
+    task_episodes: dict[str, int] = field(default_factory=dict)  # per-task counts instead of episodes_per_task
     cameras: list[str] = field(default_factory=lambda: ["corner", "behindGripper"])
     image_size: int = 64
     action_noise: float = 0.1  # std of the Gaussian noise added to the executed expert actions
@@ -42,6 +43,10 @@ class DemoConfig:
     max_steps: int = 0  # time limit in control steps; 0: each task's own
     keep_failed: bool = False
     workers: int = 0  # recording processes; 0 records in this process
+
+    def episodes(self, task: str) -> int:
+        """How many episodes of ``task`` to record."""
+        return self.task_episodes.get(task, self.episodes_per_task)
 
 
 @dataclass
@@ -92,6 +97,11 @@ def _check(cfg: DemoConfig) -> None:
     check_cameras(cfg.cameras)
     if cfg.episodes_per_task < 1:
         raise ValueError(f"demos.episodes_per_task must be >= 1, got {cfg.episodes_per_task}")
+    for task, n in cfg.task_episodes.items():
+        if task not in cfg.tasks:
+            raise ValueError(f"demos.task_episodes names '{task}', which is not in demos.tasks ({', '.join(cfg.tasks)})")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"demos.task_episodes.{task} must be an integer >= 1, got {n!r}")
     if cfg.labels not in ("clean", "executed"):
         raise ValueError(f"demos.labels must be 'clean' or 'executed', got {cfg.labels!r}")
     if cfg.steps_after_success < 0:
@@ -127,14 +137,14 @@ def _task_report(outcomes: list[dict]) -> dict:
 
 
 def record_demos(cfg: DemoConfig, out_uri: str) -> dict:
-    """Record ``cfg.episodes_per_task`` expert episodes of every task into ``out_uri``.
+    """Record ``cfg.episodes(task)`` expert episodes of every task into ``out_uri``.
 
     Episodes run in ``cfg.workers`` processes (0: in this one); the result does not depend on it.
     Returns the recording report (also written to ``<out_uri>/recording_report.json``): per task
     attempted / succeeded / success_rate / kept / mean_length, plus totals.
     """
     _check(cfg)
-    jobs = [_DemoJob(task, index, cfg, out_uri) for task in cfg.tasks for index in range(cfg.episodes_per_task)]
+    jobs = [_DemoJob(task, index, cfg, out_uri) for task in cfg.tasks for index in range(cfg.episodes(task))]
     outcomes: dict[tuple[str, int], dict] = {}
     started = time.perf_counter()
     for job, outcome, error in tqdm(run_jobs(_record_job, jobs, cfg.workers), total=len(jobs),
@@ -145,7 +155,7 @@ def record_demos(cfg: DemoConfig, out_uri: str) -> dict:
     elapsed = time.perf_counter() - started
     steps = sum(o["length"] for o in outcomes.values())
     log.info("recorded %d steps in %.1f s (%.0f steps/s)", steps, elapsed, steps / max(elapsed, 1e-9))
-    tasks = {task: _task_report([outcomes[task, i] for i in range(cfg.episodes_per_task)]) for task in cfg.tasks}
+    tasks = {task: _task_report([outcomes[task, i] for i in range(cfg.episodes(task))]) for task in cfg.tasks}
     for task, t in tasks.items():
         log.info("%s: expert succeeded %d/%d, kept %d", task, t["succeeded"], t["attempted"], t["kept"])
     index = EpisodeWriter(out_uri)
