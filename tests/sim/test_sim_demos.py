@@ -8,7 +8,8 @@ import pytest
 from vlaforge.config import ConfigError
 from vlaforge.robotics.episodes import load_episode, read_index
 from vlaforge.sim.demos import DemoConfig, record_demos, run
-from vlaforge.sim.env import episode_seed
+from vlaforge.sim.baselines import ExpertPolicy
+from vlaforge.sim.env import episode_seed, make_env
 
 
 def test_recorded_demos_are_complete_and_readable(tmp_path):
@@ -98,3 +99,16 @@ def test_clean_labels_record_the_experts_choice_along_the_noisy_path(tmp_path):
     assert np.abs(np.diff(clean["action"][:, :3], axis=0)).mean() < np.abs(np.diff(executed["action"][:, :3], axis=0)).mean() / 2
     with pytest.raises(ValueError, match="demos.labels must be 'clean' or 'executed'"):
         record_demos(DemoConfig(labels="noisy"), str(tmp_path / "bad"))
+
+
+def test_fingertip_expert_brings_the_fingertips_onto_the_reach_goal():
+    env = make_env("reach-v3", [], 32)
+    ends = {}
+    for fingertips in (False, True):
+        expert = ExpertPolicy(fingertips=fingertips)
+        obs = env.reset(episode_seed("reach-v3", 0))
+        for _ in range(120):
+            obs, _, _ = env.step(expert.predict([[obs]])[0][0])
+        ends[fingertips] = np.linalg.norm(env._sim.env.tcp_center - obs.state[36:39])
+    assert ends[False] > 0.04  # the wrist on the goal: the fingertips 4.5 cm below, at the success radius's edge
+    assert ends[True] < 0.015

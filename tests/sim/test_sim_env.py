@@ -76,3 +76,19 @@ def test_one_scene_per_seed_in_any_order_and_process():
     results = {job[1]: state for job, state, err in run_jobs(reset_state, [("reach-v3", a), ("reach-v3", b)], 1)}
     np.testing.assert_array_equal(results[a], first.state)
     np.testing.assert_array_equal(results[b], other.state)
+
+
+def test_first_frame_shows_the_goal_where_it_is():
+    """Reach moves its goal site after Meta-World's last forward pass: the reset frame must not lag."""
+    env = make_env("reach-v3", ["corner"], 64)
+    frames = []
+    for index in (0, 1):
+        obs = env.reset(episode_seed("reach-v3", index))
+        after, _, _ = env.step(np.zeros(4))  # the goal does not move; the arm does the same in both scenes
+        frames.append((obs.images["corner"].astype(int), after.images["corner"].astype(int)))
+    (a0, a1), (b0, b1) = frames
+    goals_at_reset = np.abs(a0 - b0).sum(-1) > 40  # where the two scenes differ: their goal spheres
+    goals_after_a_step = np.abs(a1 - b1).sum(-1) > 40
+    assert goals_after_a_step.any()
+    overlap = (goals_at_reset & goals_after_a_step).sum() / (goals_at_reset | goals_after_a_step).sum()
+    assert overlap > 0.8, f"the goal markers moved between the reset frame and the next (overlap {overlap:.2f})"

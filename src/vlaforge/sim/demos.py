@@ -39,6 +39,7 @@ class DemoConfig:
     image_size: int = 64
     action_noise: float = 0.1  # std of the Gaussian noise added to the executed expert actions
     labels: str = "executed"  # recorded actions: "executed" (with the noise) or "clean" (the expert's own; DART-style)
+    fingertips: bool = False  # reach: the expert aims the fingertips (where success is measured), not the wrist
     steps_after_success: int = 5  # keep recording this many steps after the first success
     max_steps: int = 0  # time limit in control steps; 0: each task's own
     keep_failed: bool = False
@@ -121,8 +122,9 @@ def _record_job(job: _DemoJob) -> dict:
     cfg = job.cfg
     env = make_env(job.task, cfg.cameras, cfg.image_size, cfg.max_steps or None)
     seed = episode_seed(job.task, job.index, "train")
-    demo = record_episode(env, ExpertPolicy(noise=cfg.action_noise), seed, cfg.steps_after_success,
-                          labeler=ExpertPolicy() if cfg.labels == "clean" else None)
+    demo = record_episode(env, ExpertPolicy(noise=cfg.action_noise, fingertips=cfg.fingertips), seed,
+                          cfg.steps_after_success,
+                          labeler=ExpertPolicy(fingertips=cfg.fingertips) if cfg.labels == "clean" else None)
     line = None
     if demo.succeeded or cfg.keep_failed:
         line = EpisodeWriter(job.out_uri).write(f"{job.task}-{job.index:06d}", job.task, env.spec.instruction,

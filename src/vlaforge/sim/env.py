@@ -188,6 +188,9 @@ class SimEnv:
         env.seeded_rand_vec = True
         env.seed(int(seed))
         state, _ = env.reset()
+        # Tasks such as reach move their goal site in the model after the last forward pass, so the
+        # first frame would show it where it is not until the first step; recompute the positions.
+        mujoco.mj_forward(env.model, env.data)
         self.steps = 0
         return self._observe(state)
 
