@@ -33,11 +33,11 @@ def test_small_budget_policy_beats_random(tmp_path):
                  str(root / "demos"))
     pretrain_vlm(root, TASK_SET, CAMERAS, 32, scenes_per_task=16, llm_layers=2, steps=20, warmup_steps=5,
                  conv_stem=True)
-    preprocess(PreprocessConfig(image_indices=[0], future_steps=8, past_steps=1, num_workers=0, val_fraction=0.1,
+    preprocess(PreprocessConfig(image_indices=[0], future_steps=8, past_steps=0, num_workers=0, val_fraction=0.1,
                                 jpeg_quality=95, jpeg_subsampling="4:4:4"), [str(root / "demos")], str(root / "robo"))
     expert = ActionExpertConfig(head="mlp", last_k_layers=2, prediction="actions")  # the metaworld4 expert
-    vla_finetune(VLAStageConfig(expert=expert, freeze_backbone=True, image_shift=2, data_in_memory=True,
-                                cache_backbone_states=True, train=_train(400, lr=1e-3, batch=32)),
+    vla_finetune(VLAStageConfig(expert=expert, freeze_backbone=True, data_in_memory=True, cache_backbone_states=True,
+                                balance_tasks=True, train=_train(400, lr=1e-3, batch=32)),
                  str(root / "vlm"), str(root / "robo"), str(root / "policy"))
 
     cfg = EvalConfig(tasks=TASK_SET, episodes="0:10", workers=2)
