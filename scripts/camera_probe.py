@@ -12,32 +12,26 @@ goal - puck) from the frames and the proprio, and prints the held-out error in c
 from __future__ import annotations
 
 import argparse
-import io
 import time
 
 import numpy as np
 import torch
 import torch.nn as nn
-from PIL import Image
 
-from vlaforge.sim.baselines import ExpertPolicy
+from vlaforge.robotics.config import PreprocessConfig
+from vlaforge.robotics.samples import decode_frame, encode_frame
+from vlaforge.sim.baselines import GOAL, ExpertPolicy
 from vlaforge.sim.env import CAMERAS, episode_seed, make_env
 
 # task -> {name: hand-relative position from the flat Meta-World state}; never a policy input
 TARGETS = {
-    "reach-v3": {"goal - hand": lambda s: s[36:39] - s[0:3]},
-    "push-v3": {"puck - hand": lambda s: s[4:7] - s[0:3], "goal - puck": lambda s: s[36:39] - s[4:7]},
+    "reach-v3": {"goal - hand": lambda s: s[GOAL] - s[0:3]},
+    "push-v3": {"puck - hand": lambda s: s[4:7] - s[0:3], "goal - puck": lambda s: s[GOAL] - s[4:7]},
 }
 
 
-def jpeg_roundtrip(frame: np.ndarray, quality: int, subsampling: str) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, format="JPEG", quality=quality, subsampling=subsampling)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-
-
-def collect(task: str, episodes: int, every: int, image_size: int, noise: float, quality: int,
-            subsampling: str) -> dict[str, np.ndarray]:
+def collect(task: str, episodes: int, every: int, image_size: int, noise: float,
+            codec: PreprocessConfig) -> dict[str, np.ndarray]:
     """Frames of every camera, proprio, targets and episode ids at every ``every``-th expert step."""
     env = make_env(task, [], image_size)
     expert = ExpertPolicy(noise=noise, seed=0)
@@ -46,8 +40,7 @@ def collect(task: str, episodes: int, every: int, image_size: int, noise: float,
         obs = env.reset(episode_seed(task, ep, "caption"))
         for step in range(env.max_steps):
             if step % every == 0:
-                frames.append(np.stack([jpeg_roundtrip(env.render(cam), quality, subsampling)
-                                        for cam in CAMERAS]))
+                frames.append(np.stack([decode_frame(encode_frame(env.render(cam), codec)) for cam in CAMERAS]))
                 proprio.append(obs.proprio)
                 targets.append(np.concatenate([f(obs.state) for f in TARGETS[task].values()]))
                 episode.append(ep)
@@ -120,8 +113,8 @@ def main() -> None:
         raise SystemExit(f"unknown camera '{cam}'; known: {', '.join(CAMERAS)}")
     for task in args.tasks:
         t0 = time.time()
-        data = collect(task, args.episodes, args.every, args.image_size, args.noise, args.jpeg_quality,
-                       args.jpeg_subsampling)
+        data = collect(task, args.episodes, args.every, args.image_size, args.noise,
+                       PreprocessConfig(jpeg_quality=args.jpeg_quality, jpeg_subsampling=args.jpeg_subsampling))
         names = list(TARGETS[task])
         print(f"\n{task}: {len(data['frames'])} frames from {args.episodes} episodes in {time.time() - t0:.0f} s; "
               f"held-out error in cm of {', '.join(names)}: distance (% of frames within 5 cm) | mean |x|, |y|, |z|")

@@ -8,7 +8,7 @@ import pytest
 from vlaforge.config import ConfigError
 from vlaforge.robotics.episodes import load_episode, read_index
 from vlaforge.sim.demos import DemoConfig, record_demos, run
-from vlaforge.sim.baselines import ExpertPolicy
+from vlaforge.sim.baselines import GOAL, ExpertPolicy
 from vlaforge.sim.env import episode_seed, make_env
 
 
@@ -101,7 +101,7 @@ def test_clean_labels_record_the_experts_choice_along_the_noisy_path(tmp_path):
         record_demos(DemoConfig(labels="noisy"), str(tmp_path / "bad"))
 
 
-def test_fingertip_expert_brings_the_fingertips_onto_the_reach_goal():
+def test_fingertip_expert_brings_the_fingertips_onto_the_reach_goal(tmp_path):
     env = make_env("reach-v3", [], 32)
     ends = {}
     for fingertips in (False, True):
@@ -109,6 +109,14 @@ def test_fingertip_expert_brings_the_fingertips_onto_the_reach_goal():
         obs = env.reset(episode_seed("reach-v3", 0))
         for _ in range(120):
             obs, _, _ = env.step(expert.predict([[obs]])[0][0])
-        ends[fingertips] = np.linalg.norm(env._sim.env.tcp_center - obs.state[36:39])
+        ends[fingertips] = np.linalg.norm(env._sim.env.tcp_center - obs.state[GOAL])
     assert ends[False] > 0.04  # the wrist on the goal: the fingertips 4.5 cm below, at the success radius's edge
     assert ends[True] < 0.015
+    first_z = {}
+    for fingertips in (False, True):  # the recorded demonstrations follow the setting
+        cfg = DemoConfig(tasks=["reach-v3"], episodes_per_task=1, cameras=["corner"], image_size=16,
+                         action_noise=0.0, labels="clean", fingertips=fingertips)
+        out = str(tmp_path / f"fingertips-{fingertips}")
+        record_demos(cfg, out)
+        first_z[fingertips] = load_episode(read_index(out)[0], ["corner"], proprio_dim=4, action_dim=4).action[0, 2]
+    assert first_z[True] - first_z[False] > 0.1  # p = 5 on a goal 4.5 cm higher
