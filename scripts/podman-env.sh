@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Podman on this kind of machine (see ../shared/reference/environment.md): source it, or run it once to
+# Podman on this kind of machine (see docs/reference/environment.md): source it, or run it once to
 # prepare. Installs podman/buildah/runc/debootstrap if missing, writes a containers.conf with the runc
 # runtime and lowered ulimits, and exports CONTAINERS_CONF. Idempotent.
 set -euo pipefail

@@ -1,4 +1,4 @@
-"""Every case of shared/test-vectors/step.json."""
+"""Every case of tests/analysis/data/step.json."""
 
 import json
 from pathlib import Path
@@ -13,8 +13,7 @@ from vlaforge.analysis.results import check_episode_range, load_results
 from vlaforge.analysis.step_test import step_test
 from vlaforge.analysis.summary import clopper_pearson, summarize
 
-VECTORS = json.loads((Path(__file__).resolve().parents[2] / ".." / "shared" / "test-vectors" / "step.json")
-                     .read_text())
+VECTORS = json.loads((Path(__file__).resolve().parent / "data" / "step.json").read_text())
 
 
 @pytest.mark.parametrize("case", VECTORS["clopper_pearson_90"], ids=lambda c: f"{c['successes']}/{c['n']}")

@@ -13,7 +13,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "vlaforge"
 VALUES_DIR = Path(__file__).parent / "values"
-CRDS = ROOT.parent / "shared" / "crds"
+CRDS = ROOT / "tests" / "crds"
 NODE_MODULES = ROOT / ".tools" / "npm" / "node_modules"
 
 

@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
 
 
 @pytest.fixture
@@ -22,7 +21,7 @@ def repo() -> Path:
 
 @pytest.fixture(scope="session")
 def crds() -> Path:
-    return SHARED / "crds"
+    return REPO / "tests" / "crds"
 
 
 @pytest.fixture

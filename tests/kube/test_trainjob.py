@@ -21,7 +21,7 @@ from vlaforge.kube.launch import OUT, run_training, stage_cli_args, torchrun_com
 from vlaforge.kube.profile import LAUNCH_ENV, PROFILE_DIR, launch_spec, profile_from_dict
 from vlaforge.stages import write_summary
 
-TRAINJOB_CRD = Path(__file__).resolve().parents[3] / "shared" / "crds" / "trainer.kubeflow.org_trainjobs.yaml"
+TRAINJOB_CRD = Path(__file__).resolve().parents[1] / "crds" / "trainer.kubeflow.org_trainjobs.yaml"
 COMPILE_ARGS = ["compile", "--out", OUT, "--pipeline", "vlaforge-llm-from-dataset"]
 
 

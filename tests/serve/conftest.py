@@ -1,7 +1,7 @@
 """Fixtures of the policy-server tests.
 
 ``wire``: the LBM Eval protocol built straight from the field list in
-``shared/reference/lbm-policy-protocol.md`` (its own descriptor pool, nothing from vlaforge's
+``docs/reference/lbm-policy-protocol.md`` (its own descriptor pool, nothing from vlaforge's
 ``.proto``), and a client that calls the server the way the LBM Eval simulator does: a new
 connection per call, raw method paths. ``ScriptedPolicy``: a policy whose actions say which client
 and which chunk position they came from.
@@ -21,7 +21,7 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-PROTOCOL_MD = Path(__file__).resolve().parents[3] / "shared" / "reference" / "lbm-policy-protocol.md"
+PROTOCOL_MD = Path(__file__).resolve().parents[2] / "docs" / "reference" / "lbm-policy-protocol.md"
 PACKAGE = "lbm_policy_interface"
 FDP = descriptor_pb2.FieldDescriptorProto
 SCALARS = {"int32": FDP.TYPE_INT32, "uint32": FDP.TYPE_UINT32, "float": FDP.TYPE_FLOAT,
@@ -143,8 +143,6 @@ def make_observation(wire, cameras: dict[str, np.ndarray], xyz=(0.0, 0.6, 0.2), 
 
 @pytest.fixture(scope="session")
 def wire():
-    if not PROTOCOL_MD.is_file():
-        pytest.skip(f"protocol reference not found: {PROTOCOL_MD}")
     messages, enums, rpcs = parse_protocol(PROTOCOL_MD.read_text())
     pool = build_pool(messages, enums)
     classes = {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{PACKAGE}.{name}"))

@@ -1,6 +1,6 @@
 """WebDataset shards with a ``manifest.jsonl``, written atomically and read with clear errors.
 
-Layout (shared/reference/formats.md): tar shards in one folder plus ``manifest.jsonl`` with one line
+Layout (docs/reference/formats.md): tar shards in one folder plus ``manifest.jsonl`` with one line
 ``{"shard": "<name without .tar>", "num_sequences": N}`` per shard. A sample is the group of tar
 members sharing a key (the name up to the first dot): ``000012.json.gz``, ``000012.jpg``, ...
 """

@@ -1,4 +1,4 @@
-"""One robotics training sample per anchor timestep (shared/reference/formats.md), and the frame codec
+"""One robotics training sample per anchor timestep (docs/reference/formats.md), and the frame codec
 that training and inference share.
 
 For anchor ``t`` of an episode of length ``L`` the window covers steps ``t - past ... t + future``

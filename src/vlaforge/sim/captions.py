@@ -7,7 +7,7 @@ many poses, before and after the task is done. The caption says what is where: v
 the task's object and goal with their offsets in centimetres as seen from the robot (right/left,
 beyond/in front of, above/below), the instruction and whether it is achieved.
 
-Shards follow the img2dataset layout (shared/reference/formats.md): ``<key>.jpg``, ``<key>.txt`` and
+Shards follow the img2dataset layout (docs/reference/formats.md): ``<key>.jpg``, ``<key>.txt`` and
 ``<key>.json`` (``uid``, ``caption``, ``width``, ``height``, ``task``, ``camera``) plus
 ``manifest.jsonl``.
 """

@@ -6,7 +6,7 @@ scene (object and goal positions) from ``seed`` alone and whose observations are
 xyz and gripper opening) and the instruction; ``state`` carries the full flat Meta-World
 observation for privileged baselines only.
 
-Rendering follows the measured recipe of shared/reference/environment.md: one ``mujoco.Renderer``
+Rendering follows the measured recipe of docs/reference/environment.md: one ``mujoco.Renderer``
 per simulator with anti-aliasing, shadows, reflections, skybox, fog and haze off (~6 ms a 64x64
 frame). With OSMesa a new renderer returns garbage once an earlier one has been garbage-collected
 in the same process, so simulators are cached per process and never freed: every ``make_env`` for

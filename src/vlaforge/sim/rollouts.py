@@ -1,4 +1,4 @@
-"""Rollout results in the layout of shared/reference/formats.md, resumable and budget-checked.
+"""Rollout results in the layout of docs/reference/formats.md, resumable and budget-checked.
 
 ``<out>/<model>/<Task>/rollouts/<timestamp>/results.json`` holds ``max_sample_size_per_model`` and one
 entry per requested episode. A run writes all its entries as pending first and rewrites the file
