@@ -1,1 +1,0 @@
-"""VLA policy bundles: everything inference needs, in one folder."""
