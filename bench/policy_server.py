@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--execute-steps", type=int, default=1)
     parser.add_argument("--lbm-cameras", action="store_true", help="six 640x480 cameras per step (LBM Eval)")
     args = parser.parse_args()
-    from vlaforge.policies import load_policy
+    from vlaforge.policy.specs import load_policy
 
     most = max(args.clients)
     size = 64 if args.lbm_cameras else None  # the LBM frames are resized to what a small policy takes

@@ -123,7 +123,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.policy:
-        from vlaforge.vla.bundle import load_vla
+        from vlaforge.policy.bundle import load_vla
 
         model, _ = load_vla(args.policy)
         label, steps = args.policy, None

@@ -3,7 +3,7 @@
 
 Each build gets a small context: the project wheel plus the family's requirements, pinned exactly as
 in pyproject.toml. Tags are the project version (never ``latest``) and match
-``vlaforge.images.image(family)``, which the components name.
+``vlaforge.kube.images.image(family)``, which the components name.
 
 Here (no registry): ``scripts/build_images.py --local`` builds with podman from the local Debian base
 (scripts/podman-base-image.sh) and installs the CPU torch wheel from /opt/wheels, mounted read-only.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
-from vlaforge.images import FAMILIES, image  # noqa: E402
+from vlaforge.kube.images import FAMILIES, image  # noqa: E402
 
 LOCAL_BASE = "localhost/vlaforge-base:bookworm"
 HOST_WHEELS = "/opt/wheels"
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("families", nargs="*", default=list(FAMILIES), help=f"any of {', '.join(FAMILIES)}")
     parser.add_argument("--registry", default=os.environ.get("REGISTRY"),
-                        help="registry prefix (default: $REGISTRY, else vlaforge.images' default)")
+                        help="registry prefix (default: $REGISTRY, else vlaforge.kube.images' default)")
     parser.add_argument("--builder", default=os.environ.get("BUILDER", "podman"), help="podman, buildah or docker")
     parser.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="passed on to every build, e.g. BASE_IMAGE=... or PIP_EXTRA_INDEX_URL=... (repeatable)")

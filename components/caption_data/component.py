@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from vlaforge.images import image
+from vlaforge.kube.images import image
 
 
 @dsl.component(base_image=image("sim"), install_kfp_package=False)
@@ -19,7 +19,7 @@ def caption_data(preset: str, overrides: str, captions: Output[Dataset], source_
             and a caption; errors name the shard and key.
         captions: WebDataset shards (<key>.jpg, <key>.txt, <key>.json) plus manifest.jsonl.
     """
-    from vlaforge.sim.captions import run
+    from vlaforge.stages.caption_data import run
 
     summary = run(preset, overrides, captions.path, source_uri)
     captions.metadata.update({"kind": "image_captions", "num_samples": summary["num_samples"],

@@ -6,7 +6,7 @@ import os
 from kfp import compiler, dsl, local
 
 from components.caption_data.component import caption_data
-from vlaforge.sim.captions import validate_caption_shards
+from vlaforge.sim.scene_captions import validate_caption_shards
 
 
 def test_interface_and_image(tmp_path):

@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from vlaforge.images import image
+from vlaforge.kube.images import image
 
 
 @dsl.component(base_image=image("train"), install_kfp_package=False)
@@ -27,7 +27,7 @@ def hf_vlm(preset: str, overrides: str, model: Output[Model], metrics: Output[Me
     """
     from vlaforge.kfp_io import write_metrics
     from vlaforge.kube.launch import OUT, run_training, stage_cli_args
-    from vlaforge.models.hf_stage import run
+    from vlaforge.stages.hf_vlm import run
 
     given = captions is not None
     summary = run_training(stage_cli_args("hf-vlm", preset, overrides, captions=captions.uri if given else "",

@@ -11,9 +11,9 @@ from kfp.dsl import Dataset, Model
 
 from components.llm_pretrain.component import llm_pretrain
 from vlaforge.data.corpus import robot_sentences
-from vlaforge.data.tokenize import run as tokenize_run
-from vlaforge.images import image
+from vlaforge.kube.images import image
 from vlaforge.stages.llm_pretrain import load_llm
+from vlaforge.stages.tokenize import run as tokenize_run
 
 # Locally the component runs in this Python environment instead of its image, as intended.
 pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning")

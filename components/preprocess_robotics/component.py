@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
 
-from vlaforge.images import image
+from vlaforge.kube.images import image
 
 
 @dsl.component(base_image=image("train"), install_kfp_package=False)
@@ -23,7 +23,7 @@ def preprocess_robotics(demos: Input[Dataset], preset: str, overrides: str, robo
         metrics: Episode and sample counts per split, preprocessing throughput.
     """
     from vlaforge.kfp_io import write_metrics
-    from vlaforge.robotics.preprocess import run, split_uris
+    from vlaforge.stages.preprocess_robotics import run, split_uris
 
     summary = run(preset, overrides, [demos.path, *split_uris(extra_episode_uris)], robotics.path)
     robotics.metadata.update({"kind": "robotics", "train_samples": summary["train_samples"],

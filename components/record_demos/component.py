@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Metrics, Output
 
-from vlaforge.images import image
+from vlaforge.kube.images import image
 
 
 @dsl.component(base_image=image("sim"), install_kfp_package=False)
@@ -19,7 +19,7 @@ def record_demos(preset: str, overrides: str, demos: Output[Dataset], report: Ou
         report: The experts' success rate overall and per task, episodes attempted and kept.
     """
     from vlaforge.kfp_io import write_metrics
-    from vlaforge.sim.demos import report_metrics, run
+    from vlaforge.stages.record_demos import report_metrics, run
 
     summary = run(preset, overrides, demos.path)
     demos.metadata.update({"kind": "raw_episodes", "episodes": summary["kept"],

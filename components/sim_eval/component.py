@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
-from vlaforge.images import image
+from vlaforge.kube.images import image
 
 
 @dsl.component(base_image=image("sim"), install_kfp_package=False)
@@ -26,7 +26,7 @@ def sim_eval(policy: Input[Model], preset: str, overrides: str, results: Output[
         videos: The recorded episode videos (the first `videos_per_task` of each task).
     """
     from vlaforge.kfp_io import write_metrics
-    from vlaforge.sim.evaluate import flat_metrics, run
+    from vlaforge.stages.sim_eval import flat_metrics, run
 
     report = run(policy.path, preset, overrides, results.path, model_name, episodes, videos.path)
     results.metadata.update({"kind": "rollouts", "models": model_name})
@@ -48,7 +48,7 @@ def sim_eval_baselines(preset: str, overrides: str, results: Output[Dataset], me
         metrics: `<baseline>/<metric>` success rates and counts.
     """
     from vlaforge.kfp_io import write_metrics
-    from vlaforge.sim.evaluate import flat_metrics, run_baselines
+    from vlaforge.stages.sim_eval import flat_metrics, run_baselines
 
     reports = run_baselines(baselines, preset, overrides, results.path, episodes)
     results.metadata.update({"kind": "rollouts", "models": ",".join(reports)})

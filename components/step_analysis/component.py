@@ -5,7 +5,7 @@ from typing import List
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
 
-from vlaforge.images import image
+from vlaforge.kube.images import image
 
 
 @dsl.component(base_image=image("analysis"), install_kfp_package=False)
@@ -25,11 +25,11 @@ def step_analysis(policy_results: Input[Dataset], baseline_results: Input[Datase
         metrics: Headline numbers: per model balanced aggregate success % and interval, counts.
         details: Every output file: CSV and Markdown tables, PNG plots, report.html, metrics.json.
     """
-    from vlaforge.analysis.run import run_to_artifacts
     from vlaforge.kfp_io import write_metrics
+    from vlaforge.stages.step_analysis import run
 
-    numbers = run_to_artifacts([policy_results.path, baseline_results.path], extra_result_uris, details.path,
-                               report.path, tables.path, alpha)
+    numbers = run([policy_results.path, baseline_results.path], extra_result_uris, details.path, report.path,
+                  tables.path, alpha)
     write_metrics(metrics, numbers)
 
 
@@ -48,9 +48,8 @@ def step_analysis_collected(results: Input[List[Dataset]], report: Output[HTML],
         metrics: Headline numbers: per model balanced aggregate success % and interval, counts.
         details: Every output file: CSV and Markdown tables, PNG plots, report.html, metrics.json.
     """
-    from vlaforge.analysis.run import run_to_artifacts
     from vlaforge.kfp_io import write_metrics
+    from vlaforge.stages.step_analysis import run
 
-    numbers = run_to_artifacts([r.path for r in results], extra_result_uris, details.path, report.path,
-                               tables.path, alpha)
+    numbers = run([r.path for r in results], extra_result_uris, details.path, report.path, tables.path, alpha)
     write_metrics(metrics, numbers)

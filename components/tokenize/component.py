@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Metrics, Output
 
-from vlaforge.images import image
+from vlaforge.kube.images import image
 
 
 @dsl.component(base_image=image("train"), install_kfp_package=False)
@@ -16,8 +16,8 @@ def tokenize(preset: str, overrides: str, dataset: Output[Dataset], metrics: Out
         dataset: Tokenized shards (train/, val/), tokenizer/ and tokenize_stats.json.
         metrics: Corpus size, token counts and tokens/s.
     """
-    from vlaforge.data.tokenize import run
     from vlaforge.kfp_io import write_metrics
+    from vlaforge.stages.tokenize import run
 
     stats = run(preset, overrides, dataset.path)
     dataset.metadata.update({"vocab_size": stats["vocab_size"], "seq_len": stats["seq_len"]})

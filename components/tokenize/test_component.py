@@ -11,7 +11,7 @@ from kfp import compiler, local
 from components.tokenize.component import tokenize
 from vlaforge.data.corpus import robot_sentences
 from vlaforge.data.shards import read_manifest
-from vlaforge.images import image
+from vlaforge.kube.images import image
 
 # Locally the component runs in this Python environment instead of its image, as intended.
 pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning")

@@ -38,9 +38,9 @@ def flatten(section: dict, prefix: str = "") -> list[str]:
 SECTIONS = {
     "tokenize": "vlaforge.data.tokenize:TokenizeConfig",
     "llm": "vlaforge.stages.llm_pretrain:LLMStageConfig",
-    "captions": "vlaforge.sim.captions:CaptionConfig",
+    "captions": "vlaforge.sim.scene_captions:CaptionConfig",
     "vlm": "vlaforge.stages.vlm_pretrain:VLMStageConfig",
-    "hf_vlm": "vlaforge.models.hf_stage:HFVLMStageConfig",
+    "hf_vlm": "vlaforge.stages.hf_vlm:HFVLMStageConfig",
     "demos": "vlaforge.sim.demos:DemoConfig",
     "preprocess": "vlaforge.robotics.config:PreprocessConfig",
     "vla": "vlaforge.stages.vla_finetune:VLAStageConfig",

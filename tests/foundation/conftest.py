@@ -12,7 +12,7 @@ import pytest
 import torch
 from foundation_util import TOKENIZE_OVERRIDES, make_documents, write_corpus
 
-from vlaforge.data.tokenize import run as tokenize_run
+from vlaforge.stages.tokenize import run as tokenize_run
 
 
 @pytest.fixture(autouse=True)

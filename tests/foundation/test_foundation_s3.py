@@ -12,9 +12,9 @@ import torch
 from foundation_util import LLM_OVERRIDES, TOKENIZE_OVERRIDES, free_port
 
 from vlaforge import storage
-from vlaforge.data.tokenize import run as tokenize_run
 from vlaforge.stages.llm_pretrain import load_llm
 from vlaforge.stages.llm_pretrain import run as llm_run
+from vlaforge.stages.tokenize import run as tokenize_run
 from vlaforge.storage import StorageError
 
 

@@ -11,7 +11,7 @@ from foundation_util import TOKENIZE_OVERRIDES, snapshot
 from vlaforge.data.shards import ShardError, read_manifest
 from vlaforge.data.text_shards import TokenWindows, load_windows
 from vlaforge.data.tokenize import EOS_TOKEN, load_tokenizer
-from vlaforge.data.tokenize import run as tokenize_run
+from vlaforge.stages.tokenize import run as tokenize_run
 
 
 def all_windows(split_uri: Path) -> list[list[int]]:

@@ -9,9 +9,9 @@ import torch
 from synthetic_data import write_caption_shards
 
 from vlaforge.cli import main as cli_main
-from vlaforge.data.captions import caption_splits
-from vlaforge.models.hf_stage import HFCaptionTask, image_use_gap, run
+from vlaforge.data.caption_pairs import caption_splits
 from vlaforge.models.hf_vlm import load_hf_vlm_artifact
+from vlaforge.stages.hf_vlm import HFCaptionTask, image_use_gap, run
 
 FAST = ["train.max_steps=8", "train.lr=0.003", "train.val_every=4", "train.ckpt_every=4", "train.log_every=4"]
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from synthetic_data import write_episodes
 
-from vlaforge.models.hf_stage import run as hf_vlm_run
 from vlaforge.models.vla import ActionExpertConfig
 from vlaforge.policy import Observation
+from vlaforge.policy.bundle import VLAPolicy
 from vlaforge.robotics.config import PreprocessConfig
 from vlaforge.robotics.preprocess import preprocess
+from vlaforge.stages.hf_vlm import run as hf_vlm_run
 from vlaforge.stages.vla_finetune import VLAStageConfig, vla_finetune
 from vlaforge.train.config import TrainConfig
-from vlaforge.vla.bundle import VLAPolicy
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from vlaforge import __version__
-from vlaforge.images import DEFAULT_REGISTRY
 from vlaforge.kube.compile import MANIFEST_DIR, PIPELINES
+from vlaforge.kube.images import DEFAULT_REGISTRY
 from vlaforge.kube.profile import load_profile
 
 TRAINING_STAGES = {"llm_pretrain", "vlm_pretrain", "vla_finetune"}

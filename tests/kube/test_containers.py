@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vlaforge import storage
-from vlaforge.images import FAMILIES, image
+from vlaforge.kube.images import FAMILIES, image
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(1800)]
 KEY, SECRET, BUCKET = "vlaforge-test", "vlaforge-test-secret", "vlaforge-data"

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from vlaforge.images import FAMILIES, image
+from vlaforge.kube.images import FAMILIES, image
 
 
 @pytest.fixture(scope="module")

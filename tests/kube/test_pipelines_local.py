@@ -9,7 +9,7 @@ import torch
 @pytest.fixture(scope="module")
 def tokenized(tmp_path_factory):
     """A tokenize output written by the stage's entry point, as last week's run would have left it."""
-    from vlaforge.data.tokenize import run
+    from vlaforge.stages.tokenize import run
 
     out = tmp_path_factory.mktemp("earlier-run") / "dataset"
     run("tiny", [], str(out))

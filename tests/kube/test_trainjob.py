@@ -47,7 +47,7 @@ def _compile_stage(args):
 
 @pytest.fixture(scope="module")
 def tokenized(tmp_path_factory):
-    from vlaforge.data.tokenize import run as tokenize
+    from vlaforge.stages.tokenize import run as tokenize
 
     out = tmp_path_factory.mktemp("tokenize") / "dataset"
     tokenize("tiny", [], str(out))

@@ -30,8 +30,8 @@ def pretrain_vlm(root, tasks: list[str], cameras: list[str], image_size: int, sc
     from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
     from vlaforge.models.llm import LLMConfig
     from vlaforge.models.vit import ViTConfig
-    from vlaforge.sim.captions import CaptionConfig, make_caption_data
     from vlaforge.sim.env import TASKS
+    from vlaforge.sim.scene_captions import CaptionConfig, make_caption_data
     from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
     from vlaforge.stages.vlm_pretrain import VLMStageConfig, vlm_pretrain
     from vlaforge.train.config import TrainConfig

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from vlaforge.data.shards import ShardError, ShardWriter, iter_samples, read_manifest
-from vlaforge.sim.captions import (
+from vlaforge.sim.scene_captions import (
     CaptionConfig,
     describe_scene,
     import_caption_shards,

@@ -7,9 +7,10 @@ import pytest
 
 from vlaforge.config import ConfigError
 from vlaforge.robotics.episodes import load_episode, read_index
-from vlaforge.sim.demos import DemoConfig, record_demos, run
 from vlaforge.sim.baselines import GOAL, ExpertPolicy
+from vlaforge.sim.demos import DemoConfig, record_demos
 from vlaforge.sim.env import episode_seed, make_env
+from vlaforge.stages.record_demos import run
 
 
 def test_recorded_demos_are_complete_and_readable(tmp_path):

@@ -10,9 +10,10 @@ import pytest
 
 from vlaforge.analysis.results import load_results
 from vlaforge.sim import env as sim_env
-from vlaforge.sim.evaluate import EvalConfig, evaluate, flat_metrics, run, run_baselines, video_page
+from vlaforge.sim.evaluate import EvalConfig, evaluate, flat_metrics, video_page
 from vlaforge.sim.rollouts import RolloutError
 from vlaforge.sim.video import encode_video
+from vlaforge.stages.sim_eval import run, run_baselines
 
 
 def _cfg(**kw) -> EvalConfig:

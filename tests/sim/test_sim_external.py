@@ -9,9 +9,10 @@ import time
 import pytest
 
 from vlaforge.serve.client import PolicyClient
-from vlaforge.sim.evaluate import EpisodeJob, run, run_episode
+from vlaforge.sim.evaluate import EpisodeJob, run_episode
 from vlaforge.sim.external import SERVER_FILE, serve_and_collect
 from vlaforge.sim.rollouts import plan_task
+from vlaforge.stages.sim_eval import run
 
 
 def _external_simulator(results, model: str, indices: range) -> None:

@@ -16,18 +16,18 @@ from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
 from vlaforge.models.llm import LLMConfig
 from vlaforge.models.vit import ViTConfig
 from vlaforge.models.vla import ActionExpertConfig, flow_time
-from vlaforge.policies import load_policy
 from vlaforge.policy import Observation
+from vlaforge.policy.specs import load_policy
 from vlaforge.robotics.config import PreprocessConfig, read_preprocessing_config
 from vlaforge.robotics.loader import make_loader
+from vlaforge.robotics.memory import InMemorySamples
 from vlaforge.robotics.preprocess import preprocess
 from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
-from vlaforge.robotics.memory import InMemorySamples
 from vlaforge.stages.vla_finetune import (RoboticsTask, VLAStageConfig, build_vla, load_backbone,
                                           precompute_backbone_states, vla_finetune)
+from vlaforge.policy.bundle import VLAPolicy, load_vla
 from vlaforge.stages.vlm_pretrain import VLMStageConfig, vlm_pretrain
 from vlaforge.train.config import TrainConfig
-from vlaforge.vla.bundle import VLAPolicy, load_vla
 
 
 def _train_cfg(steps: int, lr: float = 3e-3, batch: int = 16) -> TrainConfig:

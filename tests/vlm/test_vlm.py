@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from vlaforge.data.captions import caption_splits
+from vlaforge.data.caption_pairs import caption_splits
 from vlaforge.data.shards import ShardError
 from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
+from vlaforge.models.llm import LLMConfig
 from vlaforge.models.vit import ViTConfig
 from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
 from vlaforge.stages.vlm_pretrain import VLMStageConfig, load_vlm, vlm_pretrain
-from vlaforge.models.llm import LLMConfig
 from vlaforge.train.config import TrainConfig
 
 from synthetic_data import write_caption_shards

@@ -1,8 +1,8 @@
-"""The step_analysis entry point: results in; tables, plots, report and headline metrics out."""
+"""The analysis behind the step_analysis stage and `vlaforge analyze`: results in; tables, plots, report and
+headline metrics out."""
 
 from __future__ import annotations
 
-from vlaforge import storage
 from vlaforge.analysis.episodes import collect_episodes
 from vlaforge.analysis.report import write_outputs
 from vlaforge.analysis.results import apply_renames, load_renames, load_results
@@ -23,15 +23,4 @@ def run_analysis(result_uris: list[str] | str, out_dir: str, rename_uri: str | N
     analysis = analyze(results, alpha, seed)
     metrics = headline_metrics(analysis)
     write_outputs(analysis, metrics, out_dir, title=title, sources=uris, episodes=collect_episodes(results))
-    return metrics
-
-
-def run_to_artifacts(result_uris: list[str], extra_result_uris: str, out_dir: str, report_path: str,
-                     tables_path: str, alpha: float = 0.05) -> dict[str, float]:
-    """The KFP component body: analyse ``result_uris`` plus the comma-separated ``extra_result_uris``,
-    write everything to ``out_dir``, and copy the HTML report and the Markdown tables to their artifacts."""
-    uris = list(result_uris) + [u.strip() for u in extra_result_uris.split(",") if u.strip()]
-    metrics = run_analysis(uris, out_dir, alpha=alpha)
-    storage.write_bytes(report_path, storage.read_bytes(storage.join(out_dir, "report.html")))
-    storage.write_bytes(tables_path, storage.read_bytes(storage.join(out_dir, "tables.md")))
     return metrics

@@ -1,8 +1,8 @@
-"""The ``vlaforge`` command. Each subcommand lives beside the stage it runs.
+"""The ``vlaforge`` command.
 
-A module in :data:`COMMAND_MODULES` exposes ``register(subparsers)``, which adds its subcommand and
-sets ``func`` to a callable taking the parsed arguments. The CLI and the KFP components call the
-same library entry points.
+Each module of this package in :data:`COMMAND_MODULES` exposes ``register(subparsers)``, which adds
+its subcommands and sets ``func`` to a callable taking the parsed arguments. A stage's subcommand
+calls the same entry point as its KFP component (:mod:`vlaforge.stages`).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from vlaforge import __version__
 from vlaforge.config import ConfigError
 
 COMMAND_MODULES = [
-    "vlaforge.commands",
-    "vlaforge.serve.cli",
-    "vlaforge.kube.cli",
-    "vlaforge.robotics.cli",
-    "vlaforge.sim.cli",
-    "vlaforge.analysis.cli",
-    "vlaforge.models.hf_cli",
+    "vlaforge.cli.train",
+    "vlaforge.cli.serve",
+    "vlaforge.cli.kube",
+    "vlaforge.cli.robotics",
+    "vlaforge.cli.sim",
+    "vlaforge.cli.analysis",
+    "vlaforge.cli.hf_vlm",
 ]
 
 
@@ -47,6 +47,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     return int(result or 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from vlaforge.commands import _config_args
+from vlaforge.cli.train import _config_args
 
 
 def _hf_vlm(args) -> int:
-    from vlaforge.models.hf_stage import run
+    from vlaforge.stages.hf_vlm import run
     from vlaforge.train.loop import Preempted
 
     try:

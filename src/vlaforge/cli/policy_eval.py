@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from vlaforge.analysis.summary import clopper_pearson
-from vlaforge.sim.evaluate import run
+from vlaforge.stages.sim_eval import run
 
 CONFIDENCE = 0.95
 

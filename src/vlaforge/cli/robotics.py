@@ -7,7 +7,7 @@ import json
 
 
 def _preprocess(args) -> int:
-    from vlaforge.robotics.preprocess import run
+    from vlaforge.stages.preprocess_robotics import run
 
     overrides = [o.removeprefix("preprocess.") for o in args.overrides]
     print(json.dumps(run(args.preset, overrides, args.episodes, args.out), indent=2))

@@ -12,7 +12,7 @@ def _overrides(args, section: str) -> list[str]:
 
 
 def _record_demos(args) -> int:
-    from vlaforge.sim.demos import run
+    from vlaforge.stages.record_demos import run
 
     report = run(args.preset, _overrides(args, "demos"), args.out)
     print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
@@ -20,14 +20,14 @@ def _record_demos(args) -> int:
 
 
 def _caption_data(args) -> int:
-    from vlaforge.sim.captions import run
+    from vlaforge.stages.caption_data import run
 
     print(json.dumps(run(args.preset, _overrides(args, "captions"), args.out, args.source), indent=2))
     return 0
 
 
 def _sim_eval(args) -> int:
-    from vlaforge.sim.evaluate import run
+    from vlaforge.stages.sim_eval import run
 
     report = run(args.policy, args.preset, _overrides(args, "sim_eval"), args.out, args.model_name,
                  args.episodes, args.videos_html)
@@ -38,7 +38,7 @@ def _sim_eval(args) -> int:
 def _policy_eval(args) -> int:
     import tempfile
 
-    from vlaforge.sim.policy_eval import evaluate_policies
+    from vlaforge.cli.policy_eval import evaluate_policies
 
     with tempfile.TemporaryDirectory(prefix="policy-eval-") as tmp:
         print(evaluate_policies(args.policy, args.preset, _overrides(args, "sim_eval"), args.out or tmp, args.episodes))

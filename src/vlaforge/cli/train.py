@@ -13,7 +13,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _tokenize(args) -> int:
-    from vlaforge.data.tokenize import run
+    from vlaforge.stages.tokenize import run
 
     print(json.dumps(run(args.preset, args.overrides, args.out), indent=2))
     return 0

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from vlaforge import storage
-from vlaforge.config import load
 from vlaforge.data.corpus import load_corpus
 from vlaforge.data.shards import ShardWriter
 
@@ -137,8 +136,3 @@ def tokenize_corpus(cfg: TokenizeConfig, out_uri: str) -> dict:
              n_tokens, elapsed, stats["tokens_per_s"], stats["train_samples"], stats["val_samples"], window)
     storage.write_text(storage.join(out_uri, "tokenize_stats.json"), json.dumps(stats, indent=2))
     return stats
-
-
-def run(preset: str, overrides: str | list[str] | None, out_uri: str) -> dict:
-    """Stage entry point (CLI and component): the ``tokenize`` section of ``preset`` + overrides."""
-    return tokenize_corpus(load(TokenizeConfig, preset, overrides, "tokenize"), out_uri)

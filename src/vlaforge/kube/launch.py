@@ -28,7 +28,7 @@ from vlaforge import storage
 from vlaforge.config import split_overrides
 from vlaforge.kube import trainjob
 from vlaforge.kube.profile import LAUNCH_ENV
-from vlaforge.stages import read_summary
+from vlaforge.train.summary import read_summary
 
 log = logging.getLogger(__name__)
 OUT = "{out}"

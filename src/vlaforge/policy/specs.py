@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from vlaforge.policy import Policy
+from vlaforge.policy.interface import Policy
 
 BASELINE_PREFIX = "baseline:"
 GRPC_PREFIX = "grpc://"
@@ -26,7 +26,7 @@ def load_policy(spec: str, **kwargs) -> Policy:
         from vlaforge.serve.client import PolicyClient
 
         return PolicyClient(spec[len(GRPC_PREFIX):], **kwargs)
-    from vlaforge.vla.bundle import load_bundle_policy
+    from vlaforge.policy.bundle import load_bundle_policy
 
     uri, _, query = spec.partition("?")
     return load_bundle_policy(uri, **_bundle_settings(spec, query), **kwargs)

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vlaforge import storage
 from vlaforge.data.shards import ShardError, iter_samples, read_manifest
-from vlaforge.policy import Observation
+from vlaforge.policy.interface import Observation
 from vlaforge.robotics.config import PreprocessConfig, read_preprocessing_config
 from vlaforge.robotics.normalize import Normalizer
 from vlaforge.robotics.samples import LANGUAGE, LOWDIM, METADATA, decode_frame, encode_frame

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from vlaforge import storage
 from vlaforge.data.shards import ShardWriter
-from vlaforge.robotics.config import PreprocessConfig, load_config, write_preprocessing_config
+from vlaforge.robotics.config import PreprocessConfig, write_preprocessing_config
 from vlaforge.robotics.encode import encode_group, unpack
 from vlaforge.robotics.episodes import EpisodeError, EpisodeMeta, read_index
 from vlaforge.robotics.samples import decode_frame
@@ -183,8 +183,3 @@ def _frame_shape(record: tuple, cfg: PreprocessConfig) -> list[int]:
 def split_uris(text: str) -> list[str]:
     """URIs from a parameter string separated by newlines, commas, semicolons or spaces."""
     return [u for u in text.replace(",", " ").replace(";", " ").split() if u]
-
-
-def run(preset: str, overrides: str | list[str] | None, episodes_uris: list[str], out_uri: str) -> dict:
-    """The CLI's and the component's entry point: load the ``preprocess`` section, then preprocess."""
-    return preprocess(load_config(preset, overrides), episodes_uris, out_uri)

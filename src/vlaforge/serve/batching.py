@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from vlaforge.policy import Observation, Policy
+from vlaforge.policy.interface import Observation, Policy
 
 log = logging.getLogger(__name__)
 POLL_S = 0.0005

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vlaforge.config import ConfigError
-from vlaforge.policy import Observation
+from vlaforge.policy.interface import Observation
 from vlaforge.serve.protos import lbm_policy_interface_pb2 as pb
 
 OBSERVATION = "observation"

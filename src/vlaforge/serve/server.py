@@ -30,7 +30,7 @@ import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from vlaforge import __version__, config as vconfig
-from vlaforge.policy import ControlState, Policy
+from vlaforge.policy.interface import ControlState, Policy
 from vlaforge.serve.batching import PolicyError, PredictBatcher
 from vlaforge.serve.mapping import MappingConfig, MappingError, action_to_proto, observation_from_proto
 from vlaforge.serve.protos import lbm_policy_interface_pb2 as pb
@@ -240,13 +240,13 @@ class PolicyServer(grpc.Server):
 
 def serve_policy(policy: Policy | str, port: int = DEFAULT_PORT, host: str = "[::]",
                  config: ServeConfig | None = None, checkpoint_path: str | None = None) -> PolicyServer:
-    """Start serving ``policy`` (a Policy or a spec for :func:`~vlaforge.policies.load_policy`).
+    """Start serving ``policy`` (a Policy or a spec for :func:`~vlaforge.policy.specs.load_policy`).
 
     ``port=0`` picks a free port (read it from the result's ``port``). Health answers SERVING
     as soon as this returns. ``checkpoint_path`` defaults to the spec.
     """
     if isinstance(policy, str):
-        from vlaforge.policies import load_policy
+        from vlaforge.policy.specs import load_policy
 
         checkpoint_path = checkpoint_path or policy
         policy = load_policy(policy)

@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from vlaforge.policy import Observation
+from vlaforge.policy.interface import Observation
 
 ACTION_DIM = 4
 # Meta-World's reach expert steers the hand (the wrist, obs[0:3]) onto the goal, but the task's success

@@ -19,7 +19,6 @@ import numpy as np
 from tqdm import tqdm
 
 from vlaforge import storage
-from vlaforge.config import load
 from vlaforge.robotics.episodes import EpisodeWriter
 from vlaforge.sim.baselines import ExpertPolicy
 from vlaforge.sim.env import SimEnv, check_cameras, episode_seed, make_env, step_seed, task_spec
@@ -172,11 +171,6 @@ def record_demos(cfg: DemoConfig, out_uri: str) -> dict:
               "success_rate": succeeded / attempted, "kept": len(index.lines), "config": asdict(cfg)}
     storage.write_text(storage.join(out_uri, REPORT), json.dumps(report, indent=2) + "\n")
     return report
-
-
-def run(preset: str, overrides: str | list[str], out_uri: str) -> dict:
-    """The record_demos stage: the preset's ``demos`` section with overrides, into ``out_uri``."""
-    return record_demos(load(DemoConfig, preset, overrides, "demos"), out_uri)
 
 
 def report_metrics(report: dict) -> dict[str, float]:

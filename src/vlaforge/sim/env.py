@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import mujoco  # safe: the package's __init__ (run first) has chosen the OSMesa backend
 import numpy as np
 
-from vlaforge.policy import Observation
+from vlaforge.policy.interface import Observation
 
 CAMERAS = ("corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV")
 SPLITS = ("train", "eval", "caption")

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from vlaforge import storage
-from vlaforge.config import load, split_overrides
-from vlaforge.policies import load_policy
-from vlaforge.policy import ControlState, Policy, step_policy
+from vlaforge.policy.interface import ControlState, Policy, step_policy
+from vlaforge.policy.specs import load_policy
 from vlaforge.sim.env import check_cameras, episode_seed, make_env, step_seed, task_spec
 from vlaforge.sim.rollouts import load_task_results, parse_range, plan_task, summarize, task_dirname
 from vlaforge.sim.video import FORMATS, html_gallery, write_video
@@ -192,7 +191,7 @@ def video_page(out_uri: str, title: str) -> str:
     return html_gallery(title, videos)
 
 
-def _external(policy_spec: str, cfg: EvalConfig, preset: str, out_uri: str, model_name: str | None) -> dict:
+def evaluate_external(policy_spec: str, cfg: EvalConfig, preset: str, out_uri: str, model_name: str | None) -> dict:
     """Serve the policy to an external simulator (LBM Eval) and collect what it writes."""
     from vlaforge.serve.server import load_serve_config
     from vlaforge.sim.external import serve_and_collect
@@ -203,40 +202,3 @@ def _external(policy_spec: str, cfg: EvalConfig, preset: str, out_uri: str, mode
     serve_and_collect(policy_spec, cfg.tasks, cfg.episodes, cfg.external_results_uri, out_uri, model_name,
                       cfg.policy_port, load_serve_config(preset), cfg.external_timeout_s)
     return report(out_uri, model_name, cfg.tasks)
-
-
-def _quote_range(override: str) -> str:
-    """``episodes=5:15`` -> ``episodes="5:15"``: unquoted, YAML reads some ranges as base-60 numbers."""
-    key, _, value = override.partition("=")
-    if key.strip() == "episodes" and value.strip()[:1] not in ("'", '"'):
-        return f'{key}="{value.strip()}"'
-    return override
-
-
-def run(policy_spec: str, preset: str, overrides: str | list[str], out_uri: str,
-        model_name: str | None = None, episodes: str = "", videos_uri: str = "") -> dict:
-    """The sim_eval stage: the preset's ``sim_eval`` section with overrides; ``episodes`` (start:end)
-    replaces the section's range when given; ``videos_uri`` receives an HTML page of the videos."""
-    overrides = [_quote_range(o) for o in split_overrides(overrides)]
-    cfg = load(EvalConfig, preset, overrides, "sim_eval")
-    if episodes:
-        cfg.episodes = episodes
-    if cfg.simulator == "external":
-        rep = _external(policy_spec, cfg, preset, out_uri, model_name)
-    elif cfg.simulator == "embedded":
-        rep = evaluate(policy_spec, cfg, out_uri, model_name)
-    else:
-        raise ValueError(f"sim_eval.simulator must be 'embedded' or 'external', got '{cfg.simulator}'")
-    if videos_uri:
-        storage.write_text(videos_uri, video_page(out_uri, f"sim_eval: {rep['model']}"))
-    return rep
-
-
-def run_baselines(baselines: str, preset: str, overrides: str | list[str], out_uri: str,
-                  episodes: str = "") -> dict[str, dict]:
-    """Evaluate comma-separated baseline names (expert, random, zero) into one ``out_uri``, each as
-    its own model; returns their reports by name."""
-    names = [b.strip() for b in baselines.split(",") if b.strip()]
-    if not names:
-        raise ValueError("no baseline named; give e.g. 'expert,random'")
-    return {name: run(f"baseline:{name}", preset, overrides, out_uri, name, episodes) for name in names}

@@ -25,7 +25,6 @@ from PIL import Image
 from tqdm import tqdm
 
 from vlaforge import storage
-from vlaforge.config import load
 from vlaforge.data.shards import MANIFEST, ShardError, ShardInfo, ShardWriter, iter_samples, read_manifest
 from vlaforge.sim.baselines import ExpertPolicy
 from vlaforge.sim.env import check_cameras, episode_seed, make_env, step_seed, task_spec
@@ -190,10 +189,3 @@ def import_caption_shards(source_uri: str, out_uri: str) -> dict:
     total = sum(s.num_samples for s in shards)
     log.info("imported %d captioned images in %d shards from %s", total, len(shards), source_uri)
     return {"num_samples": total, "num_shards": len(shards), "source_uri": source_uri}
-
-
-def run(preset: str, overrides: str | list[str], out_uri: str, source_uri: str = "") -> dict:
-    """The caption_data stage: import ``source_uri`` when given, else render (``captions`` section)."""
-    if source_uri:
-        return import_caption_shards(source_uri, out_uri)
-    return make_caption_data(load(CaptionConfig, preset, overrides, "captions"), out_uri)

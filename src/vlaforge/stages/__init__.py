@@ -1,27 +1,10 @@
-"""Library entry points of the pipeline stages; components and the CLI call these.
+"""The pipeline stages' entry points, one module per stage; components/ and the CLI call these.
 
-A training stage returns its summary (losses, rates, steps, ...) and also leaves it in its output as
-``train_summary.json``, so that a launcher whose stage ran in other processes (torchrun, a TrainJob)
-hands on the same numbers (see :mod:`vlaforge.kube.launch`).
+Each stage module has ``run(preset, overrides, <input URIs>, <output URI>)`` (step_analysis: its
+inputs and outputs), a thin function over the library packages. A training stage returns its
+summary and also leaves it in its output (:mod:`vlaforge.train.summary`).
 """
 
-from __future__ import annotations
+from vlaforge.train.summary import SUMMARY, read_summary, write_summary
 
-import json
-
-from vlaforge import storage
-
-SUMMARY = "train_summary.json"
-
-
-def write_summary(out_uri: str, summary: dict) -> None:
-    """Write a stage's final summary to ``<out_uri>/train_summary.json`` (replacing the loop's)."""
-    storage.write_text(storage.join(out_uri, SUMMARY), json.dumps(summary, indent=2))
-
-
-def read_summary(out_uri: str) -> dict:
-    """The summary a training stage left in its output ``out_uri``."""
-    path = storage.join(out_uri, SUMMARY)
-    if not storage.exists(path):
-        raise RuntimeError(f"{out_uri} holds no {SUMMARY}: the training stage did not finish")
-    return json.loads(storage.read_text(path))
+__all__ = ["SUMMARY", "read_summary", "write_summary"]

@@ -21,7 +21,7 @@ import torch
 
 from vlaforge import storage
 from vlaforge.config import load
-from vlaforge.data.captions import caption_splits
+from vlaforge.data.caption_pairs import caption_splits
 from vlaforge.data.streams import batched
 from vlaforge.models.hf_tiny import build_tiny_hf_vlm
 from vlaforge.models.hf_vlm import HFVLMBackbone, artifact_marker, hf_vlm_caption_loss, save_hf_vlm_artifact

@@ -1,6 +1,6 @@
 """The vla_finetune stage: a VLM backbone + flow-matching action expert on robotics shards.
 
-Output (a self-contained policy bundle, see :mod:`vlaforge.vla.bundle`): weights, ``config.json``
+Output (a self-contained policy bundle, see :mod:`vlaforge.policy.bundle`): weights, ``config.json``
 (``{"kind": "vla", ...}``), the backbone's tokenizer (or HF files), ``stats.json``,
 ``normalizer.json``, ``preprocessing_config.yaml``, metrics and checkpoints.
 """
@@ -17,6 +17,7 @@ from tqdm import tqdm
 from vlaforge import storage
 from vlaforge.config import load
 from vlaforge.models.vla import VLA, ActionExpertConfig, VLMBackbone
+from vlaforge.policy.bundle import write_bundle_extras
 from vlaforge.robotics.augment import random_shift
 from vlaforge.robotics.config import read_preprocessing_config
 from vlaforge.robotics.loader import make_loader
@@ -24,7 +25,6 @@ from vlaforge.robotics.memory import InMemorySamples
 from vlaforge.train import checkpoint as ckpt
 from vlaforge.train.config import TrainConfig
 from vlaforge.train.loop import train
-from vlaforge.vla.bundle import write_bundle_extras
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import torch
 
 from vlaforge import storage
 from vlaforge.config import load
-from vlaforge.data.captions import CaptionBatcher, caption_splits
+from vlaforge.data.caption_pairs import CaptionBatcher, caption_splits
 from vlaforge.data.streams import batched
 from vlaforge.data.tokenize import load_tokenizer
 from vlaforge.models.llm import LLMConfig, Transformer

@@ -1,0 +1,13 @@
+"""The record_demos stage: scripted-expert demonstrations recorded in the embedded simulator."""
+
+from __future__ import annotations
+
+from vlaforge.config import load
+from vlaforge.sim.demos import DemoConfig, record_demos, report_metrics
+
+__all__ = ["report_metrics", "run"]
+
+
+def run(preset: str, overrides: str | list[str], out_uri: str) -> dict:
+    """The ``demos`` section of ``preset`` + overrides, recorded into ``out_uri``."""
+    return record_demos(load(DemoConfig, preset, overrides, "demos"), out_uri)

@@ -1,0 +1,46 @@
+"""The sim_eval stage: closed-loop evaluation of a policy, or of baselines, in a simulator."""
+
+from __future__ import annotations
+
+from vlaforge import storage
+from vlaforge.config import load, split_overrides
+from vlaforge.sim.evaluate import EvalConfig, evaluate, evaluate_external, flat_metrics, video_page
+
+__all__ = ["flat_metrics", "run", "run_baselines"]
+
+
+def _quote_range(override: str) -> str:
+    """``episodes=5:15`` -> ``episodes="5:15"``: unquoted, YAML reads some ranges as base-60 numbers."""
+    key, _, value = override.partition("=")
+    if key.strip() == "episodes" and value.strip()[:1] not in ("'", '"'):
+        return f'{key}="{value.strip()}"'
+    return override
+
+
+def run(policy_spec: str, preset: str, overrides: str | list[str], out_uri: str,
+        model_name: str | None = None, episodes: str = "", videos_uri: str = "") -> dict:
+    """The preset's ``sim_eval`` section with overrides; ``episodes`` (start:end) replaces the section's
+    range when given; ``videos_uri`` receives an HTML page of the videos."""
+    overrides = [_quote_range(o) for o in split_overrides(overrides)]
+    cfg = load(EvalConfig, preset, overrides, "sim_eval")
+    if episodes:
+        cfg.episodes = episodes
+    if cfg.simulator == "external":
+        rep = evaluate_external(policy_spec, cfg, preset, out_uri, model_name)
+    elif cfg.simulator == "embedded":
+        rep = evaluate(policy_spec, cfg, out_uri, model_name)
+    else:
+        raise ValueError(f"sim_eval.simulator must be 'embedded' or 'external', got '{cfg.simulator}'")
+    if videos_uri:
+        storage.write_text(videos_uri, video_page(out_uri, f"sim_eval: {rep['model']}"))
+    return rep
+
+
+def run_baselines(baselines: str, preset: str, overrides: str | list[str], out_uri: str,
+                  episodes: str = "") -> dict[str, dict]:
+    """Evaluate comma-separated baseline names (expert, random, zero) into one ``out_uri``, each as
+    its own model; returns their reports by name."""
+    names = [b.strip() for b in baselines.split(",") if b.strip()]
+    if not names:
+        raise ValueError("no baseline named; give e.g. 'expert,random'")
+    return {name: run(f"baseline:{name}", preset, overrides, out_uri, name, episodes) for name in names}

@@ -1,0 +1,11 @@
+"""The tokenize stage: train a BPE tokenizer on the corpus and write tokenized shards."""
+
+from __future__ import annotations
+
+from vlaforge.config import load
+from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
+
+
+def run(preset: str, overrides: str | list[str] | None, out_uri: str) -> dict:
+    """Stage entry point (CLI and component): the ``tokenize`` section of ``preset`` + overrides."""
+    return tokenize_corpus(load(TokenizeConfig, preset, overrides, "tokenize"), out_uri)
