@@ -41,7 +41,7 @@ def _client(target: str, index: int, steps: int, lbm_cameras: bool, barrier, res
 
     from vlaforge.serve.protos import lbm_policy_interface_pb2 as pb
     from vlaforge.serve.protos import lbm_policy_interface_pb2_grpc as pb_grpc
-    from vlaforge.serve.server import GRPC_OPTIONS
+    from vlaforge.serve.mapping import GRPC_OPTIONS
 
     h, w, n = (480, 640, 6) if lbm_cameras else (64, 64, 2)
     frame = np.random.default_rng(index).integers(0, 256, (h, w, 3), dtype=np.uint8).tobytes()

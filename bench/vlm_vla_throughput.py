@@ -23,7 +23,8 @@ from synthetic_data import write_episodes  # noqa: E402
 
 from vlaforge.config import load  # noqa: E402
 from vlaforge.models.llm import LLMConfig, Transformer  # noqa: E402
-from vlaforge.models.vla import VLA, ActionExpertConfig, VLMBackbone  # noqa: E402
+from vlaforge.models.vla import VLA, ActionExpertConfig  # noqa: E402
+from vlaforge.models.vlm_backbone import VLMBackbone  # noqa: E402
 from vlaforge.models.vlm import IMAGE_TOKEN, VLM  # noqa: E402
 from vlaforge.robotics.config import PreprocessConfig  # noqa: E402
 from vlaforge.robotics.loader import make_loader  # noqa: E402

@@ -27,7 +27,8 @@ import torch
 import torch.nn as nn
 
 from vlaforge.models.vit import to_model_images
-from vlaforge.models.vla import conv_encoder, flow_matching_loss, flow_time, integrate_flow
+from vlaforge.models.flow import flow_matching_loss, flow_time, integrate_flow
+from vlaforge.models.heads import conv_encoder
 from vlaforge.robotics.augment import random_shift
 from vlaforge.robotics.config import read_preprocessing_config
 from vlaforge.robotics.loader import make_loader

@@ -13,19 +13,20 @@ import torch
 from synthetic_data import write_caption_shards, write_episodes
 
 from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
+from vlaforge.models.flow import flow_time
+from vlaforge.models.heads import ActionExpertConfig
 from vlaforge.models.llm import LLMConfig
 from vlaforge.models.vit import ViTConfig
-from vlaforge.models.vla import ActionExpertConfig, flow_time
+from vlaforge.models.vla import build_vla, load_backbone
 from vlaforge.policy import Observation
+from vlaforge.policy.bundle import VLAPolicy, load_vla
 from vlaforge.policy.specs import load_policy
 from vlaforge.robotics.config import PreprocessConfig, read_preprocessing_config
 from vlaforge.robotics.loader import make_loader
 from vlaforge.robotics.memory import InMemorySamples
 from vlaforge.robotics.preprocess import preprocess
 from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
-from vlaforge.stages.vla_finetune import (RoboticsTask, VLAStageConfig, build_vla, load_backbone,
-                                          precompute_backbone_states, vla_finetune)
-from vlaforge.policy.bundle import VLAPolicy, load_vla
+from vlaforge.stages.vla_finetune import RoboticsTask, VLAStageConfig, precompute_backbone_states, vla_finetune
 from vlaforge.stages.vlm_pretrain import VLMStageConfig, vlm_pretrain
 from vlaforge.train.config import TrainConfig
 

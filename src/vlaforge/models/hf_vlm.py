@@ -19,6 +19,7 @@ from transformers import AutoModelForImageTextToText
 
 from vlaforge import storage
 from vlaforge.models.hf_processor import load_processor
+from vlaforge.models.registry import register_backbone
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def resolve_dtype(torch_dtype: str) -> str | torch.dtype:
     return dtype
 
 
+@register_backbone(KIND)
 class HFVLMBackbone(nn.Module):
     """An HF image-text-to-text model + its processor, with the ``<|action|>`` token added."""
 
@@ -156,6 +158,25 @@ class HFVLMBackbone(nn.Module):
         """The backbone saved by :meth:`save` at ``out_dir`` (local or s3://); ``kw`` as for the constructor."""
         with storage.local_dir(out_dir) as local:
             return cls(local, **kw)
+
+    @classmethod
+    def load_pretrained(cls, source: str, freeze: bool = False) -> tuple[HFVLMBackbone, dict]:
+        """The backbone of a hub name or ``save_pretrained`` folder, and the config a bundle records for it."""
+        return cls(source, freeze=freeze), {"kind": KIND, "source": source}
+
+    @classmethod
+    def load_artifact(cls, uri: str, freeze: bool = False) -> tuple[HFVLMBackbone, dict]:
+        """The backbone of an hf_vlm output folder, and the config a bundle records for it."""
+        return load_hf_vlm_artifact(uri), {"kind": KIND, "source": uri}
+
+    @classmethod
+    def from_bundle(cls, uri: str, config: dict) -> HFVLMBackbone:
+        """The backbone whose files a bundle keeps under ``hf/`` (the bundle's weights load later)."""
+        return cls.load(storage.join(uri, HF_PATH))
+
+    def save_bundle_files(self, out_uri: str) -> None:
+        """The Hugging Face files, under ``hf/`` beside a bundle's weights."""
+        self.save(storage.join(out_uri, HF_PATH))
 
 
 def caption_inputs(backbone: HFVLMBackbone, images: torch.Tensor,

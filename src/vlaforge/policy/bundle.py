@@ -1,7 +1,7 @@
 """Policy bundles: save the files inference needs beside the weights, and load a bundle as a Policy.
 
-A bundle folder holds ``model.safetensors``, ``config.json`` (kind "vla"), ``tokenizer/`` (from-scratch
-backbone) or ``hf/`` (Hugging Face backbone), ``stats.json``, ``normalizer.json`` and
+A bundle folder holds ``model.safetensors``, ``config.json`` (kind "vla"), the backbone's own files
+(``tokenizer/`` of the from-scratch VLM, ``hf/`` of a Hugging Face VLM), ``stats.json``, ``normalizer.json`` and
 ``preprocessing_config.yaml``. Nothing else is needed to act.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
 import torch
@@ -31,13 +30,7 @@ def write_bundle_extras(model, robotics_uri: str, out_uri: str) -> None:
     storage.write_text(storage.join(out_uri, "normalizer.json"), json.dumps(dataset.normalizer.to_dict(), indent=2))
     for name in ("stats.json", "preprocessing_config.yaml"):
         storage.write_bytes(storage.join(out_uri, name), storage.read_bytes(storage.join(robotics_uri, name)))
-    with tempfile.TemporaryDirectory() as tmp:
-        if model.backbone.kind == "vlm":
-            model.backbone.tokenizer.save_pretrained(tmp)
-            storage.upload_dir(tmp, storage.join(out_uri, "tokenizer"))
-        else:
-            model.backbone.save(tmp)
-            storage.upload_dir(tmp, storage.join(out_uri, "hf"))
+    model.backbone.save_bundle_files(out_uri)
 
 
 def load_vla(uri: str) -> tuple[torch.nn.Module, dict]:
@@ -48,27 +41,10 @@ def load_vla(uri: str) -> tuple[torch.nn.Module, dict]:
     config = ckpt.read_config(uri)
     if config.get("kind") != "vla":
         raise ValueError(f"{uri} holds a '{config.get('kind')}' model, not a VLA policy bundle")
-    from vlaforge.models.vla import ActionExpertConfig, VLMBackbone
-    from vlaforge.stages.vla_finetune import build_vla
+    from vlaforge.models.vla import ActionExpertConfig, backbone_from_bundle, build_vla
 
-    pre = read_preprocessing_config(uri)
-    if config["backbone"]["kind"] == "vlm":
-        from vlaforge.data.tokenize import load_tokenizer
-        from vlaforge.models.llm import LLMConfig, Transformer
-        from vlaforge.models.vit import ViTConfig
-        from vlaforge.models.vlm import VLM
-
-        b = config["backbone"]
-        tokenizer = load_tokenizer(storage.join(uri, "tokenizer"))
-        vlm = VLM(ViTConfig(**b["vit"]), Transformer(LLMConfig(**b["llm"])),
-                  tokenizer.convert_tokens_to_ids(b["image_token"]))
-        backbone = VLMBackbone(vlm, tokenizer)
-    else:
-        from vlaforge.models.hf_vlm import HFVLMBackbone
-
-        with storage.local_dir(storage.join(uri, "hf")) as local:
-            backbone = HFVLMBackbone.load(local)
-    model = build_vla(backbone, ActionExpertConfig(**config["expert"]), pre, config.get("freeze_backbone", False))
+    model = build_vla(backbone_from_bundle(uri, config), ActionExpertConfig(**config["expert"]),
+                      read_preprocessing_config(uri), config.get("freeze_backbone", False))
     ckpt.load_weights(model, uri)
     return model.eval(), config
 

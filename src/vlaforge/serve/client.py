@@ -25,10 +25,9 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from vlaforge.policy.interface import Observation
-from vlaforge.serve.mapping import MappingConfig, action_from_proto, observation_to_proto
+from vlaforge.serve.mapping import GRPC_OPTIONS, MappingConfig, action_from_proto, observation_to_proto
 from vlaforge.serve.protos import lbm_policy_interface_pb2 as pb
 from vlaforge.serve.protos import lbm_policy_interface_pb2_grpc as pb_grpc
-from vlaforge.serve.server import GRPC_OPTIONS
 
 
 class PolicyServerError(RuntimeError):

@@ -34,6 +34,9 @@ from vlaforge.config import ConfigError
 from vlaforge.policy.interface import Observation
 from vlaforge.serve.protos import lbm_policy_interface_pb2 as pb
 
+MAX_MESSAGE_BYTES = 30 * 1024 * 1024
+GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),  # server and client channels alike
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
 OBSERVATION = "observation"
 ACTUAL = f"{OBSERVATION}.robot.actual"
 

@@ -32,15 +32,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from vlaforge import __version__, config as vconfig
 from vlaforge.policy.interface import ControlState, Policy
 from vlaforge.serve.batching import PolicyError, PredictBatcher
-from vlaforge.serve.mapping import MappingConfig, MappingError, action_to_proto, observation_from_proto
+from vlaforge.serve.mapping import (GRPC_OPTIONS, MappingConfig, MappingError, action_to_proto,
+                                    observation_from_proto)
 from vlaforge.serve.protos import lbm_policy_interface_pb2 as pb
 from vlaforge.serve.protos import lbm_policy_interface_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 30 * 1024 * 1024
-GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
 DEFAULT_PORT = 50051
 ACTIVE_S = 1.0  # a client silent for longer is not waited for by a batch
 SERVICE_NAMES = [s.full_name for s in pb.DESCRIPTOR.services_by_name.values()]

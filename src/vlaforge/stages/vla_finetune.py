@@ -14,15 +14,14 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from vlaforge import storage
 from vlaforge.config import load
-from vlaforge.models.vla import VLA, ActionExpertConfig, VLMBackbone
+from vlaforge.models.heads import ActionExpertConfig
+from vlaforge.models.vla import VLA, build_vla, load_backbone
 from vlaforge.policy.bundle import write_bundle_extras
 from vlaforge.robotics.augment import random_shift
 from vlaforge.robotics.config import read_preprocessing_config
 from vlaforge.robotics.loader import make_loader
 from vlaforge.robotics.memory import InMemorySamples
-from vlaforge.train import checkpoint as ckpt
 from vlaforge.train.config import TrainConfig
 from vlaforge.train.loop import train
 
@@ -87,33 +86,6 @@ def precompute_backbone_states(model: VLA, samples: InMemorySamples, batch_size:
         chunks.append(model.backbone_states({"images": batch["images"].to(device),
                                              "instruction": batch["instruction"]}).cpu())
     return torch.cat(chunks)
-
-
-def load_backbone(spec: str, freeze: bool = False) -> tuple[torch.nn.Module, dict]:
-    """A VLA backbone from a vlm_pretrain output, an HF VLM artifact, or ``hf:<name or path>``."""
-    if spec.startswith("hf:"):
-        from vlaforge.models.hf_vlm import HFVLMBackbone
-
-        return HFVLMBackbone(spec[3:], freeze=freeze), {"kind": "hf_vlm", "source": spec[3:]}
-    kind = ckpt.read_config(spec).get("kind")
-    if kind == "vlm":
-        from vlaforge.stages.vlm_pretrain import load_vlm
-
-        vlm, tokenizer, config = load_vlm(spec)
-        return VLMBackbone(vlm, tokenizer), config
-    if kind == "hf_vlm":
-        from vlaforge.models.hf_vlm import load_hf_vlm_artifact
-
-        return load_hf_vlm_artifact(spec), {"kind": "hf_vlm", "source": spec}
-    raise ValueError(f"{spec}: a '{kind}' model cannot be a VLA backbone (need vlm_pretrain output or an HF VLM)")
-
-
-def build_vla(backbone: torch.nn.Module, expert: ActionExpertConfig, pre, freeze_backbone: bool = False) -> VLA:
-    """The VLA for data of preprocessing config ``pre`` (also how a bundle is rebuilt before loading weights)."""
-    n_views = len(pre.cameras) * len(pre.image_indices)
-    n_image_tokens = backbone.image_token_count(n_views, pre.image_size) if expert.image_tokens else 0
-    return VLA(backbone, expert, pre.proprio_dim, pre.action_dim, pre.past_steps + 1, pre.future_steps,
-               freeze_backbone=freeze_backbone, n_image_tokens=n_image_tokens, views=(n_views, pre.image_size))
 
 
 def vla_finetune(cfg: VLAStageConfig, backbone_uri: str, robotics_uri: str, out_uri: str) -> dict:

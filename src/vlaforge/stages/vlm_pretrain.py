@@ -19,12 +19,11 @@ from vlaforge.config import load
 from vlaforge.data.caption_pairs import CaptionBatcher, caption_splits
 from vlaforge.data.streams import batched
 from vlaforge.data.tokenize import load_tokenizer
-from vlaforge.models.llm import LLMConfig, Transformer
 from vlaforge.models.vit import ViTConfig
 from vlaforge.models.vlm import IMAGE_TOKEN, VLM
+from vlaforge.models.vlm_backbone import load_vlm
 from vlaforge.stages import write_summary
 from vlaforge.stages.llm_pretrain import load_llm
-from vlaforge.train import checkpoint as ckpt
 from vlaforge.train.config import TrainConfig
 from vlaforge.train.loop import train
 
@@ -70,18 +69,6 @@ def build_vlm_from_llm(llm_uri: str, vit_cfg: ViTConfig) -> tuple[VLM, object, d
 def vlm_config(model: VLM) -> dict:
     return {"kind": "vlm", "vit": dataclasses.asdict(model.vit.cfg), "llm": dataclasses.asdict(model.llm.cfg),
             "image_token": IMAGE_TOKEN, "tokens_per_image": model.vit.cfg.tokens_per_image, "tokenizer": "tokenizer"}
-
-
-def load_vlm(uri: str) -> tuple[VLM, object, dict]:
-    """A VLM written by this stage, its tokenizer and config."""
-    config = ckpt.read_config(uri)
-    if config.get("kind") != "vlm":
-        raise ValueError(f"{uri} holds a '{config.get('kind')}' model, expected a vlm_pretrain output")
-    tokenizer = load_tokenizer(storage.join(uri, config["tokenizer"]))
-    model = VLM(ViTConfig(**config["vit"]), Transformer(LLMConfig(**config["llm"])),
-                tokenizer.convert_tokens_to_ids(config["image_token"]))
-    ckpt.load_weights(model, uri)
-    return model, tokenizer, config
 
 
 @torch.no_grad()
