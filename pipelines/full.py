@@ -19,7 +19,8 @@ from components.caption_data.component import caption_data
 from components.llm_pretrain.component import llm_pretrain
 from components.preprocess_robotics.component import preprocess_robotics
 from components.record_demos.component import record_demos
-from components.sim_eval.component import sim_eval, sim_eval_baselines
+from components.sim_eval.component import sim_eval
+from components.sim_eval_baselines.component import sim_eval_baselines
 from components.step_analysis.component import step_analysis
 from components.tokenize.component import tokenize
 from components.vla_finetune.component import vla_finetune

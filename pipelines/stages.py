@@ -3,7 +3,8 @@ artifact, and the evaluate-and-compare tail (sim_eval + baselines -> step_analys
 
 from kfp import dsl
 
-from components.sim_eval.component import sim_eval, sim_eval_baselines
+from components.sim_eval.component import sim_eval
+from components.sim_eval_baselines.component import sim_eval_baselines
 from components.step_analysis.component import step_analysis
 from vlaforge.kube.profile import apply_profile
 

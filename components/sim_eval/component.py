@@ -1,4 +1,4 @@
-"""KFP components: closed-loop evaluation in the embedded simulator (trained policy and baselines)."""
+"""KFP component: closed-loop evaluation of a trained policy in the embedded simulator (or an external one)."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
@@ -31,26 +31,3 @@ def sim_eval(policy: Input[Model], preset: str, overrides: str, results: Output[
     report = run(policy.path, preset, overrides, results.path, model_name, episodes, videos.path)
     results.metadata.update({"kind": "rollouts", "models": model_name})
     write_metrics(metrics, flat_metrics(report))
-
-
-@dsl.component(base_image=image("sim"), install_kfp_package=False)
-def sim_eval_baselines(preset: str, overrides: str, results: Output[Dataset], metrics: Output[Metrics],
-                       baselines: str = "expert,random", episodes: str = ""):
-    """Evaluate policies that need no training with the same loop: the scripted expert (upper bound),
-    random and zero actions (lower bounds). Independent of the trained policy, so it stays cached.
-
-    Args:
-        preset: Preset name or YAML path; its `sim_eval` section is used.
-        overrides: `key=value` lines overriding the `sim_eval` section.
-        baselines: Comma-separated baseline names: expert, random, zero.
-        episodes: Episode indices `start:end` (end exclusive); empty: the section's `episodes`.
-        results: One model folder per baseline, in the rollout layout.
-        metrics: `<baseline>/<metric>` success rates and counts.
-    """
-    from vlaforge.kfp_io import write_metrics
-    from vlaforge.stages.sim_eval import flat_metrics, run_baselines
-
-    reports = run_baselines(baselines, preset, overrides, results.path, episodes)
-    results.metadata.update({"kind": "rollouts", "models": ",".join(reports)})
-    write_metrics(metrics, {f"{name}/{key}": value for name, rep in reports.items()
-                            for key, value in flat_metrics(rep).items()})

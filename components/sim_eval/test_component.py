@@ -1,42 +1,41 @@
-"""sim_eval and sim_eval_baselines: interfaces, and a kfp.local run of the baselines."""
+"""The sim_eval component: its interface, and a kfp.local run of a policy bundle imported by URI."""
 
 import json
-import os
 
-from kfp import compiler, dsl, local
+import pytest
+from kfp import dsl, local
+from kfp.dsl import Model
 
-from components.sim_eval.component import sim_eval, sim_eval_baselines
+from components.sim_eval.component import sim_eval
+from components.testing import assert_interface
 
-
-def test_interfaces_and_image(tmp_path):
-    spec = sim_eval.component_spec
-    assert set(spec.inputs) == {"policy", "preset", "overrides", "model_name", "episodes"}
-    assert set(spec.outputs) == {"results", "metrics", "videos"}
-    assert "vlaforge-sim:" in spec.implementation.container.image
-    spec = sim_eval_baselines.component_spec
-    assert set(spec.inputs) == {"preset", "overrides", "baselines", "episodes"}
-    assert set(spec.outputs) == {"results", "metrics"}
-    for component in (sim_eval, sim_eval_baselines):
-        compiler.Compiler().compile(component, str(tmp_path / "c.yaml"))
+# Locally the component runs in this Python environment instead of its image, as intended.
+pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning")
+OVERRIDES = ["tasks=[reach-v3]", "workers=0", "max_steps=6", "videos_per_task=1", "video_format=gif"]
 
 
-def test_local_run_of_the_baselines(tmp_path):
+def test_interface(tmp_path):
+    assert_interface(sim_eval, {"policy": "system.Model@0.0.1", "preset": "String", "overrides": "String",
+                                "model_name": "String", "episodes": "String"},
+                     {"results": "system.Dataset@0.0.1", "metrics": "system.Metrics@0.0.1",
+                      "videos": "system.HTML@0.0.1"}, "sim", tmp_path)
+
+
+@dsl.pipeline(name="sim-eval-of-a-bundle")
+def evaluate(policy_uri: str):
+    policy = dsl.importer(artifact_uri=policy_uri, artifact_class=Model, reimport=False)
+    sim_eval(policy=policy.output, preset="tiny", overrides="\n".join(OVERRIDES), model_name="tiny_policy",
+             episodes="0:1")
+
+
+def test_local_run_of_a_policy_bundle(upstream, tmp_path):
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    evaluate(policy_uri=upstream.policy)
 
-    @dsl.pipeline(name="sim-eval-baselines-test")
-    def pipe():
-        sim_eval_baselines(preset="tiny", overrides="workers=0", baselines="expert,zero", episodes="0:2")
-
-    pipe()
-    task_dir = next(os.path.join(r, d) for r, ds, _ in os.walk(tmp_path / "root") for d in ds
-                    if d == "sim-eval-baselines")
-    with open(os.path.join(task_dir, "metrics")) as f:
-        metrics = json.load(f)
-    assert metrics["expert/reach-v3/success_rate"] == 1.0 and metrics["zero/reach-v3/success_rate"] == 0.0
-    results = os.path.join(task_dir, "results")
-    assert sorted(os.listdir(results)) == ["expert", "zero"]
-    for model in ("expert", "zero"):
-        (stamp,) = os.listdir(os.path.join(results, model, "ReachV3", "rollouts"))
-        with open(os.path.join(results, model, "ReachV3", "rollouts", stamp, "results.json")) as f:
-            data = json.load(f)
-        assert [e["scenario_index"] for e in data["evaluations"]] == [0, 1]
+    (task_dir,) = [p for p in (tmp_path / "root").rglob("sim-eval") if p.is_dir()]
+    metrics = json.loads((task_dir / "metrics").read_text())
+    assert metrics["reach-v3/episodes"] == 1 and metrics["reach-v3/crashed"] == 0
+    (results,) = (task_dir / "results" / "tiny_policy" / "ReachV3" / "rollouts").glob("*/results.json")
+    (episode,) = json.loads(results.read_text())["evaluations"]
+    assert episode["scenario_index"] == 0 and not episode["is_pending"] and episode["num_steps"] == 6
+    assert (task_dir / "videos").read_text().count("data:image/gif;base64,") == 1

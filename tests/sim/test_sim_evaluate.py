@@ -13,7 +13,8 @@ from vlaforge.sim import env as sim_env
 from vlaforge.sim.evaluate import EvalConfig, evaluate, flat_metrics, video_page
 from vlaforge.sim.rollouts import RolloutError
 from vlaforge.sim.video import encode_video
-from vlaforge.stages.sim_eval import run, run_baselines
+from vlaforge.stages.sim_eval import run
+from vlaforge.stages.sim_eval_baselines import run as run_baselines
 
 
 def _cfg(**kw) -> EvalConfig:

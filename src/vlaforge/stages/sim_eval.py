@@ -1,4 +1,4 @@
-"""The sim_eval stage: closed-loop evaluation of a policy, or of baselines, in a simulator."""
+"""The sim_eval stage: closed-loop evaluation of a policy in the embedded simulator, or an external one."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from vlaforge import storage
 from vlaforge.config import load, split_overrides
 from vlaforge.sim.evaluate import EvalConfig, evaluate, evaluate_external, flat_metrics, video_page
 
-__all__ = ["flat_metrics", "run", "run_baselines"]
+__all__ = ["flat_metrics", "run"]
 
 
 def _quote_range(override: str) -> str:
@@ -34,13 +34,3 @@ def run(policy_spec: str, preset: str, overrides: str | list[str], out_uri: str,
     if videos_uri:
         storage.write_text(videos_uri, video_page(out_uri, f"sim_eval: {rep['model']}"))
     return rep
-
-
-def run_baselines(baselines: str, preset: str, overrides: str | list[str], out_uri: str,
-                  episodes: str = "") -> dict[str, dict]:
-    """Evaluate comma-separated baseline names (expert, random, zero) into one ``out_uri``, each as
-    its own model; returns their reports by name."""
-    names = [b.strip() for b in baselines.split(",") if b.strip()]
-    if not names:
-        raise ValueError("no baseline named; give e.g. 'expert,random'")
-    return {name: run(f"baseline:{name}", preset, overrides, out_uri, name, episodes) for name in names}
