@@ -14,7 +14,7 @@ Two probes on one set of robotics shards (a ``preprocess_robotics`` output):
     .venv/bin/python scripts/action_probe.py SHARDS --cnn actions --seconds 150 [--shift 4] [--threads 2]
 
 R^2 = 1 - MSE / variance per normalised action dimension (1: exact, 0: the mean, -1: sampling the
-marginal independently of the observation; n/a: the dimension is constant in the held-out samples). docs/metaworld4.md has the figures of this machine.
+marginal independently of the observation; n/a: the dimension is constant in the held-out samples). docs/experiments/metaworld4.md has the figures of this machine.
 """
 
 from __future__ import annotations

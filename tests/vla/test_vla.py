@@ -171,7 +171,7 @@ def test_image_shift_applies_in_training_only(trained):
 
 
 def test_action_probe_script_reports_r2_per_action_dim(trained):
-    """scripts/action_probe.py: the R^2 figures of docs/metaworld4.md, for a bundle and a trained CNN."""
+    """scripts/action_probe.py: the R^2 figures of docs/experiments/metaworld4.md, for a bundle and a trained CNN."""
     root, _ = trained
     script = Path(__file__).resolve().parents[2] / "scripts" / "action_probe.py"
     for args in (["--policy", str(root / "vla")], ["--cnn", "regression", "--seconds", "3"]):
