@@ -8,7 +8,7 @@ Observations and actions are translated by :mod:`.mapping`. Bad observations are
 ``INVALID_ARGUMENT`` naming the field, policy failures with ``INTERNAL``; the server keeps serving.
 
 :func:`serve_policy` starts the server in-process (the embedded simulator and the tests use it);
-``vlaforge serve`` (:mod:`.cli`) runs it as a command.
+``vlaforge serve`` (:mod:`vlaforge.cli.serve`) runs it as a command.
 """
 
 from __future__ import annotations
