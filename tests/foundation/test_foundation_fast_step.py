@@ -37,7 +37,7 @@ def test_fused_loss_equals_plain_loss_and_gradients(tied, monkeypatch):
     targets[0, :7] = -100  # ignored positions (prompt tokens of a caption) count in neither
     plain_loss, plain = grads_of(model, tokens, targets)
     model.fused_loss = True
-    monkeypatch.setattr("vlaforge.models.fused_loss.CHUNK_ROWS", 7)  # several chunks and a short last one
+    monkeypatch.setattr("vlaforge.models.fused_loss.LOGITS_BUDGET_BYTES", 7 * 300 * 4)  # 9 chunks of 7 rows
     fused_loss, fused = grads_of(model, tokens, targets)
     assert abs(fused_loss - plain_loss) < 1e-4
     for name, grad in plain.items():
@@ -52,7 +52,7 @@ def test_fused_loss_chunks_and_scales_by_the_incoming_gradient():
     (3.0 * F.cross_entropy(hidden @ weight.T, targets)).backward()
     expected = hidden.grad.clone(), weight.grad.clone()
     hidden.grad = weight.grad = None
-    loss = 3.0 * linear_cross_entropy(hidden, weight, targets, chunk_rows=16)
+    loss = 3.0 * linear_cross_entropy(hidden, weight, targets, chunk_rows=16)  # 3 chunks and a short one
     loss.backward()
     torch.testing.assert_close(loss, 3.0 * F.cross_entropy(hidden @ weight.T, targets))
     torch.testing.assert_close(hidden.grad, expected[0])
