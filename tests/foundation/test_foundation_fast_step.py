@@ -100,11 +100,27 @@ def test_unknown_strategy_and_fsdp_without_a_process_group(tokenized, tmp_path, 
     with pytest.raises(ValueError, match="train.strategy must be one of ddp, fsdp, got 'zero3'"):
         llm_run("tiny", LLM_OVERRIDES + ["train.strategy=zero3"], str(tokenized), str(tmp_path / "a"))
     monkeypatch.delenv("MASTER_ADDR", raising=False)
-    with pytest.raises(RuntimeError, match="train.strategy=fsdp needs a torch.distributed process group"):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="train.strategy=fsdp with WORLD_SIZE=2 needs a torch.distributed "
+                                           "process group, but MASTER_ADDR"):
         llm_run("tiny", LLM_OVERRIDES + ["train.strategy=fsdp", "train.max_steps=2"], str(tokenized),
                 str(tmp_path / "b"))
     with pytest.raises(ConfigError, match="activation_checkpointing"):
         llm_run("tiny", LLM_OVERRIDES + ["train.activation_checkpointing=maybe"], str(tokenized), str(tmp_path / "c"))
+
+
+def test_fsdp_in_one_process_without_torchrun(tokenized, tmp_path, monkeypatch):
+    """One GPU or kfp.local: fsdp (the cluster presets' default) runs in-process on a one-process group."""
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    overrides = LLM_OVERRIDES + ["train.max_steps=3", "train.log_every=1", "train.val_every=100",
+                                 "train.ckpt_every=2"]
+    plain = llm_run("tiny", overrides, str(tokenized), str(tmp_path / "plain"))
+    sharded = llm_run("tiny", overrides + ["train.strategy=fsdp", "train.activation_checkpointing=true"],
+                      str(tokenized), str(tmp_path / "fsdp"))
+    assert sharded["final_loss"] == pytest.approx(plain["final_loss"], abs=1e-4)
+    assert (tmp_path / "fsdp" / "checkpoints" / "step_00000002" / "dcp" / ".metadata").is_file()
+    assert sharded["sample"] == plain["sample"]  # the written single-file model, read back
+    assert not torch.distributed.is_initialized()
 
 
 def losses(out) -> list[float]:

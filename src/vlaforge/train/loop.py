@@ -150,7 +150,7 @@ def train(model: torch.nn.Module, task: TrainTask, cfg: TrainConfig, out_uri: st
         torch.set_num_threads(cfg.num_threads)
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
-    strategy.init_process_group(cfg, world)
+    own_group = strategy.init_process_group(cfg, world)
     if cfg.global_batch_size % (cfg.micro_batch_size * world):
         raise ValueError(f"train.global_batch_size={cfg.global_batch_size} is not a multiple of "
                          f"micro_batch_size x world_size = {cfg.micro_batch_size} x {world}")
@@ -268,6 +268,8 @@ def train(model: torch.nn.Module, task: TrainTask, cfg: TrainConfig, out_uri: st
                       elapsed_before + time.perf_counter() - t_start) if is_main else {}
     if dist.is_initialized():
         dist.barrier()
+    if own_group:
+        dist.destroy_process_group()
     return summary
 
 

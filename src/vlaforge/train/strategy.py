@@ -46,14 +46,22 @@ def needs_process_group(cfg: TrainConfig, world: int) -> bool:
     return world > 1 or cfg.strategy == "fsdp"
 
 
-def init_process_group(cfg: TrainConfig, world: int) -> None:
-    """Join the torchrun process group where one is needed; a clear error where there is none to join."""
+def init_process_group(cfg: TrainConfig, world: int) -> bool:
+    """Join the torchrun process group where one is needed. FSDP in a single process without torchrun (one
+    GPU, ``kfp.local``) gets a one-process group of its own: returns True then (the caller destroys it)."""
     if not needs_process_group(cfg, world) or dist.is_initialized():
-        return
-    if "MASTER_ADDR" not in os.environ:
-        raise RuntimeError("train.strategy=fsdp needs a torch.distributed process group: launch under torchrun "
-                           "(even with --nproc-per-node 1) or use train.strategy=ddp for a single process")
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return False
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if "MASTER_ADDR" in os.environ:
+        dist.init_process_group(backend)
+        return False
+    if world > 1:
+        raise RuntimeError(f"train.strategy={cfg.strategy} with WORLD_SIZE={world} needs a torch.distributed "
+                           "process group, but MASTER_ADDR/MASTER_PORT are not set: launch the ranks with torchrun")
+    store = dist.TCPStore("127.0.0.1", 0, 1, is_master=True)  # a free port of this host
+    dist.init_process_group(backend, store=store, rank=0, world_size=1)
+    log.info("train.strategy=fsdp in one process: using a one-process %s group", backend)
+    return True
 
 
 def mixed_precision(cfg: TrainConfig, device: torch.device):
