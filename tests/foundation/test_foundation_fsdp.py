@@ -4,14 +4,12 @@ world size, SIGTERM, and checkpoint writes that fail and are retried."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
-from foundation_util import LLM_OVERRIDES, VLAFORGE, cli_env
+from foundation_util import LLM_OVERRIDES, VLAFORGE, cli_env, sigterm_after_first_checkpoint
 from safetensors.torch import load_file
 
 from vlaforge.stages.llm_pretrain import run as llm_run
@@ -89,15 +87,7 @@ def test_sigterm_under_fsdp_writes_a_sharded_checkpoint_and_resumes(tokenized, t
     run_torchrun(tokenized, reference, overrides)
 
     out = tmp_path / "fsdp"
-    proc = subprocess.Popen(torchrun(tokenized, out, overrides), env=cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    latest = out / "checkpoints" / "latest.json"
-    deadline = time.monotonic() + 120
-    while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
-    log, _ = proc.communicate(timeout=120)
-    stopped_at = json.loads(latest.read_text())["step"]
+    _, log, stopped_at = sigterm_after_first_checkpoint(torchrun(tokenized, out, overrides), out)
     assert 10 <= stopped_at < 150, log[-3000:]
     assert log.count(f"stopped by SIGTERM at step {stopped_at};") == 2, log[-3000:]
     assert ckpt.is_sharded(str(out / "checkpoints" / f"step_{stopped_at:08d}"))
