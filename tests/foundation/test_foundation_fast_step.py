@@ -14,6 +14,7 @@ from vlaforge.config import ConfigError
 from vlaforge.models.fused_loss import linear_cross_entropy
 from vlaforge.models.llm import LLMConfig, Transformer
 from vlaforge.stages.llm_pretrain import run as llm_run
+from vlaforge.train import checkpoint as ckpt
 from vlaforge.train import strategy
 from vlaforge.train.config import TrainConfig
 from vlaforge.train.optim import build_optimizer
@@ -136,3 +137,31 @@ def test_compile_and_fused_loss_train_like_the_plain_step(tokenized, tmp_path):
     plain, fast = losses(tmp_path / "plain"), losses(tmp_path / "fast")
     assert len(plain) == 6
     assert fast == pytest.approx(plain, abs=1e-4)
+
+
+def test_fsdp_keeps_frozen_parts_frozen():
+    """A frozen block, and a frozen weight inside a trained block, stay as they were under FSDP2."""
+    torch.manual_seed(0)
+    model = Transformer(dataclasses.replace(CFG, tie_embeddings=True))
+    for p in model.blocks[0].parameters():
+        p.requires_grad_(False)
+    model.blocks[1].attn.q_proj.weight.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(strategy="fsdp")
+    assert strategy.init_process_group(cfg, 1)
+    try:
+        strategy.prepare(model, cfg, torch.device("cpu"), 1)
+        optimizer = build_optimizer(model, cfg)
+        for _ in range(3):
+            tokens = torch.randint(0, 300, (2, 9))
+            model(tokens[:, :-1], tokens[:, 1:]).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad()
+        after = ckpt.full_state_dict(model)
+    finally:
+        torch.distributed.destroy_process_group()
+    assert set(before) - set(after) == {"lm_head.weight"}  # tied: saved once, as save_model does
+    for name in after:
+        frozen = name.startswith("blocks.0.") or name == "blocks.1.attn.q_proj.weight"
+        assert torch.equal(before[name], after[name]) == frozen, name
