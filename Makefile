@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PRESET ?= tiny
-SYSTEM_PACKAGES := libosmesa6 chromium
+SYSTEM_PACKAGES := libosmesa6 chromium g++
 export MUJOCO_GL ?= osmesa
 export PYOPENGL_PLATFORM ?= osmesa
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages vlaforge's real parts need (idempotent; skips what is present).
 #   libosmesa6: MuJoCo CPU rendering (MUJOCO_GL=osmesa)   chromium: report rendering check
+#   g++: torch.compile (train.compile) builds C++ kernels on CPU
 set -euo pipefail
 need=()
 for pkg in "$@"; do

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from vlaforge.data.corpus import robot_sentences
@@ -64,3 +67,16 @@ def cli_env(**extra: str) -> dict:
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (relative path -> bytes), to prove nothing changed."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def sigterm_after_first_checkpoint(cmd: list[str], out: Path) -> tuple[subprocess.Popen, str, int]:
+    """Start ``cmd`` (training into ``out``), SIGTERM it once its first checkpoint is complete, as the
+    kubelet stops a pod's main process; returns the process, its output and the checkpoint step."""
+    proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    latest = out / "checkpoints" / "latest.json"
+    deadline = time.monotonic() + 120
+    while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    log, _ = proc.communicate(timeout=120)
+    return proc, log, json.loads(latest.read_text())["step"]

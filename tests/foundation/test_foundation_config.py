@@ -61,7 +61,8 @@ def test_size_presets(preset):
     base, _ = load_preset_dict("tiny")
     assert {k: v for k, v in data.items() if k not in ("tokenize", "llm")} == {
         k: v for k, v in base.items() if k not in ("tokenize", "llm")}  # only the text stages change
-    assert llm.model.max_seq_len >= tok.seq_len and llm.train.precision == "auto"
+    assert llm.model.max_seq_len >= tok.seq_len and llm.train.precision == ("auto" if preset == "11m" else "bf16")
+    assert llm.train.strategy == ("ddp" if preset == "11m" else "fsdp") and llm.train.compile and llm.train.fused_loss
     with torch.device("meta"):
         model = Transformer(dataclasses.replace(llm.model, vocab_size=tok.vocab_size))
     n_params = sum(p.numel() for p in model.parameters())

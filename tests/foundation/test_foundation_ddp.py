@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
-from foundation_util import LLM_OVERRIDES, VLAFORGE, cli_env
+from foundation_util import LLM_OVERRIDES, VLAFORGE, cli_env, sigterm_after_first_checkpoint
 from safetensors.torch import load_file
 
 from vlaforge.stages.llm_pretrain import run as llm_run
@@ -50,15 +47,7 @@ def test_sigterm_stops_every_rank_at_the_same_step_and_resumes(tokenized, tmp_pa
     assert done.returncode == 0, done.stderr[-3000:]
 
     out = tmp_path / "ddp"
-    proc = subprocess.Popen(torchrun(tokenized, out, overrides), env=cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    latest = out / "checkpoints" / "latest.json"
-    deadline = time.monotonic() + 120
-    while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)  # what the kubelet does to the pod's main process, torchrun
-    log, _ = proc.communicate(timeout=120)
-    stopped_at = json.loads(latest.read_text())["step"]
+    _, log, stopped_at = sigterm_after_first_checkpoint(torchrun(tokenized, out, overrides), out)  # to torchrun
     assert 10 <= stopped_at < 120, log[-3000:]
     assert log.count(f"stopped by SIGTERM at step {stopped_at};") == 2, log[-3000:]  # both ranks, same step
 

@@ -7,7 +7,6 @@ import json
 import pickle
 import re
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from foundation_util import LLM_OVERRIDES, VLAFORGE, cli_env, snapshot
+from foundation_util import LLM_OVERRIDES, VLAFORGE, cli_env, sigterm_after_first_checkpoint, snapshot
 from safetensors.torch import load_file
 
 from vlaforge.data.shards import ShardError, read_manifest
@@ -109,15 +108,8 @@ def test_sigterm_then_restart_matches_an_uninterrupted_run(trained, tokenized, t
     cmd = VLAFORGE + ["llm-pretrain", "--data", str(tokenized), "--out", str(out)]
     for item in TRAIN:
         cmd += ["--set", item]
-    proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    latest = out / "checkpoints" / "latest.json"
-    deadline = time.monotonic() + 120
-    while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
-    log, _ = proc.communicate(timeout=120)
+    proc, log, stopped_at = sigterm_after_first_checkpoint(cmd, out)
     assert proc.returncode == 143, log
-    stopped_at = json.loads(latest.read_text())["step"]
     assert CKPT <= stopped_at < STEPS, log
     assert f"stopped by SIGTERM at step {stopped_at}" in log
     assert not (out / "model.safetensors").exists()  # not finished: no final model yet

@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vlaforge.models.fused_loss import linear_cross_entropy
+
 
 @dataclass
 class LLMConfig:
@@ -148,12 +150,19 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Token embedding, ``n_layers`` pre-norm blocks, final RMSNorm, LM head."""
+    """Token embedding, ``n_layers`` pre-norm blocks, final RMSNorm, LM head.
+
+    ``fused_loss`` (set by the training stage, not part of the saved config) computes the training loss
+    with the chunked :func:`linear_cross_entropy` instead of materialising the logits.
+    """
+
+    _no_split_modules = ["Block"]  # the units FSDP shards and activation checkpointing recomputes
 
     def __init__(self, cfg: LLMConfig):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
+        self.fused_loss = False
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
@@ -207,12 +216,16 @@ class Transformer(nn.Module):
         return (x, hidden) if return_hidden else x
 
     def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
-        """Logits for ``tokens`` (B, T); with ``targets``, also the mean cross-entropy (-100 ignored)."""
-        logits = self.lm_head(self.forward_embeds(self.embed(tokens), cache))
-        if targets is None:
-            return logits
-        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
-        return logits, loss
+        """Logits for ``tokens`` (B, T); with ``targets``, the mean cross-entropy instead (-100 ignored)."""
+        hidden = self.forward_embeds(self.embed(tokens), cache)
+        return self.lm_head(hidden) if targets is None else self.head_loss(hidden, targets)
+
+    def head_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the LM head on final states ``hidden`` (..., d) against ``targets`` (...)."""
+        if self.fused_loss:
+            return linear_cross_entropy(hidden, self.lm_head.weight, targets)
+        logits = self.lm_head(hidden)
+        return F.cross_entropy(logits.float().flatten(0, -2), targets.reshape(-1), ignore_index=-100)
 
     @torch.no_grad()
     def generate(self, tokens: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,

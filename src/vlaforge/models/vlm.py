@@ -55,13 +55,18 @@ class VLM(nn.Module):
     def hidden_states(self, tokens: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         return self.llm.forward_embeds(self.embed(tokens, images), return_hidden=True)
 
+    def forward(self, tokens: torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The training loss (what DDP / FSDP wrappers call): :meth:`caption_loss`."""
+        return self.caption_loss(tokens, images, labels)
+
     def caption_loss(self, tokens: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
                      reduction: str = "mean") -> torch.Tensor:
         """Next-token cross-entropy where ``labels`` != -100 (caption tokens only)."""
-        logits = self.llm.lm_head(self.llm.forward_embeds(self.embed(tokens, images)))
+        hidden = self.llm.forward_embeds(self.embed(tokens, images))
+        if reduction == "mean":
+            return self.llm.head_loss(hidden[:, :-1], labels[:, 1:])
+        logits = self.llm.lm_head(hidden)
         loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels[:, 1:], ignore_index=-100,
                                reduction="none")
-        if reduction == "none":  # per-sequence mean
-            mask = (labels[:, 1:] != -100).float()
-            return (loss * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return loss.sum() / (labels[:, 1:] != -100).sum().clamp(min=1)
+        mask = (labels[:, 1:] != -100).float()  # per-sequence mean
+        return (loss * mask).sum(1) / mask.sum(1).clamp(min=1)

@@ -12,10 +12,10 @@ import logging
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from vlaforge import storage
 from vlaforge.config import load
+from vlaforge.data.mixture import Mixture, MixtureSource, check_weights
 from vlaforge.data.text_shards import TokenWindows
 from vlaforge.data.tokenize import load_tokenizer
 from vlaforge.models.llm import LLMConfig, Transformer
@@ -32,27 +32,52 @@ class LLMStageConfig:
     model: LLMConfig = field(default_factory=LLMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample_prompt: str = "The robot"  # prompt of the sample generation printed at the end
+    data_weight: float = 1.0  # sampling weight of the input dataset when mixture lists more
+    mixture: list[MixtureSource] = field(default_factory=list)  # more tokenized datasets (same tokenizer), weighted
 
 
 class TextTask:
-    """Next-token prediction on windows of ``seq_len + 1`` tokens."""
+    """Next-token prediction on windows of ``seq_len + 1`` tokens, from one dataset or a weighted mixture."""
 
     stage = "llm_pretrain"
 
-    def __init__(self, data_uri: str, seed: int):
+    def __init__(self, data_uri: str, seed: int, mixture: list[MixtureSource] = (), data_weight: float = 1.0):
         self.train_data = TokenWindows(storage.join(data_uri, "train"), seed)
         self.val_data = TokenWindows(storage.join(data_uri, "val"), seed)
         self.tokens_per_sample = self.train_data.seq_len
+        self.mixture = None
+        if mixture:
+            weights = check_weights([data_weight] + [m.weight for m in mixture], "llm.data_weight/llm.mixture")
+            sources = [self.train_data] + [mixture_source(data_uri, m.uri, f"llm.mixture[{i}].uri", seed)
+                                           for i, m in enumerate(mixture)]
+            for i, windows in enumerate(sources[1:]):
+                if windows.seq_len != self.tokens_per_sample:
+                    raise ValueError(f"llm.mixture[{i}].uri: windows of {windows.seq_len} tokens, the input "
+                                     f"dataset's are {self.tokens_per_sample}")
+            self.mixture = Mixture(lambda j, start: sources[j].stream(start), weights, seed)
 
     def train_batches(self, start_sample, rank, world, micro_batch):
-        return self.train_data.batches(micro_batch, start_sample, rank, world)
+        if self.mixture is None:
+            return self.train_data.batches(micro_batch, start_sample, rank, world)
+        stream = self.mixture.stream(start_sample, rank, world)
+        return iter(lambda: torch.tensor([next(stream) for _ in range(micro_batch)], dtype=torch.long), None)
 
     def val_batches(self, micro_batch):
         return self.val_data.batches(micro_batch, shuffle=False)
 
     def loss(self, model, batch):
-        logits = model(batch[:, :-1])
-        return F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].reshape(-1))
+        return model(batch[:, :-1], batch[:, 1:])
+
+
+def mixture_source(data_uri: str, uri: str, key: str, seed: int) -> TokenWindows:
+    """The train split of another tokenize output, checked to use the input dataset's tokenizer."""
+    if not uri or not storage.exists(storage.join(uri, "train")):
+        raise FileNotFoundError(f"{key}: no tokenized dataset at {uri!r} (expected a tokenize stage output "
+                                f"with a train/ split)")
+    vocab = [storage.join(u, "tokenizer", "tokenizer.json") for u in (data_uri, uri)]
+    if all(storage.exists(v) for v in vocab) and storage.read_bytes(vocab[0]) != storage.read_bytes(vocab[1]):
+        raise ValueError(f"{key}: {uri} was tokenized with another tokenizer than the input dataset {data_uri}")
+    return TokenWindows(storage.join(uri, "train"), seed)
 
 
 def load_llm(uri: str) -> tuple[Transformer, dict]:
@@ -69,7 +94,7 @@ def llm_pretrain(cfg: LLMStageConfig, data_uri: str, out_uri: str) -> dict:
     """Train the LLM on the tokenize stage's output at ``data_uri``; write the model to ``out_uri``."""
     tokenizer = load_tokenizer(storage.join(data_uri, "tokenizer"))
     torch.manual_seed(cfg.train.seed)
-    task = TextTask(data_uri, cfg.train.seed)
+    task = TextTask(data_uri, cfg.train.seed, cfg.mixture, cfg.data_weight)
     model_cfg = dataclasses.replace(cfg.model, vocab_size=len(tokenizer),
                                     max_seq_len=max(cfg.model.max_seq_len, task.tokens_per_sample))
     model = Transformer(model_cfg)
@@ -82,6 +107,8 @@ def llm_pretrain(cfg: LLMStageConfig, data_uri: str, out_uri: str) -> dict:
     if summary:
         storage.copy_dir(storage.join(data_uri, "tokenizer"), storage.join(out_uri, "tokenizer"))
         summary["parameters"] = n_params
+        if cfg.train.strategy == "fsdp":  # the trained model here is sharded: read back the written one
+            model, _ = load_llm(out_uri)
         summary["sample"] = sample_text(model.cpu().eval(), tokenizer, cfg.sample_prompt)
         log.info("sample: %r", summary["sample"])
         write_summary(out_uri, summary)

@@ -54,7 +54,7 @@ class CaptionTask:
         return map(self.batcher, batched(self.val_pairs, micro_batch, self.seed, shuffle=False))
 
     def loss(self, model, batch):
-        return model.caption_loss(batch["tokens"], batch["images"], batch["labels"])
+        return model(batch["tokens"], batch["images"], batch["labels"])
 
 
 def build_vlm_from_llm(llm_uri: str, vit_cfg: ViTConfig) -> tuple[VLM, object, dict]:
@@ -99,6 +99,8 @@ def vlm_pretrain(cfg: VLMStageConfig, llm_uri: str, captions_uri: str, out_uri: 
         with tempfile.TemporaryDirectory() as tmp:
             tokenizer.save_pretrained(tmp)
             storage.upload_dir(tmp, storage.join(out_uri, "tokenizer"))
+        if cfg.train.strategy == "fsdp":  # the trained model here is sharded: read back the written one
+            model, _, _ = load_vlm(out_uri)
         summary.update(image_use_gap(model.cpu(), task))
         log.info("caption loss with paired images %.3f vs mismatched %.3f", summary["val_loss_paired"],
                  summary["val_loss_mismatched"])

@@ -3,6 +3,10 @@
 A checkpoint folder ``<dir>/step_<N>/`` is complete before ``<dir>/latest.json`` points at it, so a
 restarted pod resumes from the newest complete one. Optimizer state is read with
 ``torch.load(weights_only=True)``: never unpickle arbitrary objects from an artifact store.
+
+Under FSDP a checkpoint is sharded (:func:`save_sharded`): each rank writes its own shards of the model,
+optimizer and EMA through ``torch.distributed.checkpoint`` (``dcp/``), so it loads on any world size.
+The final model of a stage is always one ``model.safetensors`` (:func:`save_full_weights`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import json
 import logging
 import os
 import tempfile
+import time
+from collections.abc import Callable
 
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
@@ -22,6 +28,7 @@ log = logging.getLogger(__name__)
 LATEST = "latest.json"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+SHARDS = "dcp"  # the torch.distributed.checkpoint folder of a sharded checkpoint
 
 
 def save_weights(model: torch.nn.Module, local_dir: str) -> None:
@@ -68,15 +75,23 @@ def save_checkpoint(ckpt_dir: str, step: int, model: torch.nn.Module, optimizer:
         torch.save(optimizer.state_dict(), buf)
         with open(os.path.join(tmp, "optimizer.pt"), "wb") as f:
             f.write(buf.getvalue())
-        with open(os.path.join(tmp, CONFIG), "w") as f:
-            json.dump(config, f, indent=2)
-        with open(os.path.join(tmp, "trainer_state.json"), "w") as f:
-            json.dump(state, f, indent=2)
+        _write_meta(tmp, state, config)
         storage.upload_dir(tmp, target)
-    storage.write_text(storage.join(ckpt_dir, LATEST), json.dumps({"step": step, "path": name}))
-    _prune(ckpt_dir, keep)
+    _move_latest(ckpt_dir, step, name, keep)
     log.info("checkpoint step %d -> %s", step, target)
     return target
+
+
+def _write_meta(local_dir: str, state: dict, config: dict) -> None:
+    with open(os.path.join(local_dir, CONFIG), "w") as f:
+        json.dump(config, f, indent=2)
+    with open(os.path.join(local_dir, "trainer_state.json"), "w") as f:
+        json.dump(state, f, indent=2)
+
+
+def _move_latest(ckpt_dir: str, step: int, name: str, keep: int) -> None:
+    storage.write_text(storage.join(ckpt_dir, LATEST), json.dumps({"step": step, "path": name}))
+    _prune(ckpt_dir, keep)
 
 
 def _prune(ckpt_dir: str, keep: int) -> None:
@@ -110,3 +125,107 @@ def load_checkpoint(path: str, model: torch.nn.Module, optimizer: torch.optim.Op
             f.flush()
             ema = load_file(f.name)
     return state, ema
+
+
+def is_sharded(path: str) -> bool:
+    return storage.exists(storage.join(path, SHARDS, ".metadata"))
+
+
+def _sharded_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   ema: dict[str, torch.Tensor] | None) -> dict:
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    return {"model": model_sd, "optim": optim_sd, **({"ema": ema} if ema is not None else {})}
+
+
+def save_sharded(ckpt_dir: str, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 state: dict, config: dict, ema: dict[str, torch.Tensor] | None = None, keep: int = 2) -> str:
+    """Every rank writes its shards to ``step_<N>/dcp/``; rank 0 moves ``latest.json`` once all are written."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+
+    name = f"step_{step:08d}"
+    target = storage.join(ckpt_dir, name)
+    rank = dist.get_rank()
+    failure: Exception | None = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="vlaforge-ckpt-") as tmp:
+            # Each rank writes locally (rank 0 also the plan's .metadata), then uploads its own files.
+            dcp.save(_sharded_state(model, optimizer, ema), storage_writer=dcp.FileSystemWriter(tmp))
+            files = {n: storage.join(target, SHARDS, n) for n in os.listdir(tmp)
+                     if n.endswith(".distcp") or (rank == 0 and n == ".metadata")}
+            if rank == 0:
+                _write_meta(tmp, state, config)
+                files.update({n: storage.join(target, n) for n in (CONFIG, "trainer_state.json")})
+            for file, uri in files.items():
+                storage.upload_file(os.path.join(tmp, file), uri)
+    except Exception as err:  # noqa: BLE001 - agreed on below, so that every rank retries together
+        failure = err
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    ok = torch.tensor([0.0 if failure else 1.0], device=device)
+    dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    if not ok.item():  # the pointer stays on the previous checkpoint
+        raise failure or RuntimeError(f"writing {target} failed on another rank")
+    if rank == 0:
+        _move_latest(ckpt_dir, step, name, keep)
+        log.info("sharded checkpoint step %d -> %s", step, target)
+    dist.barrier()
+    return target
+
+
+def load_sharded(path: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 ema: dict[str, torch.Tensor] | None) -> dict:
+    """Restore a sharded checkpoint into an FSDP ``model`` (any world size); returns the trainer state."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import set_state_dict
+
+    sharded = _sharded_state(model, optimizer, ema)
+    with storage.local_dir(storage.join(path, SHARDS)) as local:
+        dcp.load(sharded, storage_reader=dcp.FileSystemReader(local))
+    set_state_dict(model, optimizer, model_state_dict=sharded["model"], optim_state_dict=sharded["optim"])
+    if ema is not None and "ema" in sharded:
+        for key, value in sharded["ema"].items():
+            ema[key].copy_(value)
+    return json.loads(storage.read_text(storage.join(path, "trainer_state.json")))
+
+
+def full_state_dict(model: torch.nn.Module, tensors: dict[str, torch.Tensor] | None = None) -> dict:
+    """Unsharded CPU copies of ``tensors`` (default: the model's state dict); collective under FSDP.
+
+    Names of tied parameters are kept once, the one safetensors' ``save_model`` keeps.
+    """
+    from torch.distributed.tensor import DTensor
+
+    tensors = model.state_dict() if tensors is None else tensors
+    full = {k: (v.full_tensor() if isinstance(v, DTensor) else v).detach().cpu() for k, v in tensors.items()}
+    groups: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name.replace("_checkpoint_wrapped_module.", ""))
+    for names in groups.values():
+        for dropped in sorted(names)[1:]:
+            full.pop(dropped, None)
+    return full
+
+
+def save_full_weights(full: dict[str, torch.Tensor], local_dir: str) -> None:
+    save_file({k: v.contiguous() for k, v in full.items()}, os.path.join(local_dir, WEIGHTS),
+              metadata={"format": "pt"})
+
+
+def with_retries(write: Callable[[], object], what: str, attempts: int, first_delay_s: float = 1.0) -> bool:
+    """Run ``write`` up to ``attempts`` times with exponential backoff; False (logged) if every try failed."""
+    for attempt in range(1, attempts + 1):
+        try:
+            write()
+            return True
+        except Exception as err:  # noqa: BLE001 - any storage failure: retry, then go on training
+            if attempt == attempts:
+                log.error("%s failed %d times (%s: %s); training goes on, the previous checkpoint stays the "
+                          "newest", what, attempts, type(err).__name__, err)
+                return False
+            delay = first_delay_s * 2 ** (attempt - 1)
+            log.warning("%s failed (%s: %s); retry %d/%d in %.0f s", what, type(err).__name__, err, attempt,
+                        attempts - 1, delay)
+            time.sleep(delay)
+    return False

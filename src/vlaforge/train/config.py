@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+STRATEGIES = ("ddp", "fsdp")
+
 
 @dataclass
 class TrainConfig:
@@ -30,6 +32,11 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or fp32 / bf16
     num_threads: int = 0  # torch CPU threads (0 = torch default)
     checkpoint_dir: str = ""  # where checkpoints go (empty = <output>/checkpoints); keep it stable across pod restarts
+    strategy: str = "ddp"  # data parallelism over ranks: ddp (replicated model) or fsdp (FSDP2, sharded per block)
+    compile: bool = False  # torch.compile each transformer block (needs a C++ compiler on CPU)
+    fused_loss: bool = False  # chunked linear + cross-entropy for LM heads: the full logits are never stored
+    activation_checkpointing: bool = False  # recompute each block's activations in backward (less memory)
+    ckpt_retries: int = 4  # attempts at writing a checkpoint (exponential backoff) before training goes on without it
 
     def validate(self) -> None:
         if self.global_batch_size <= 0 or self.micro_batch_size <= 0:
@@ -38,3 +45,7 @@ class TrainConfig:
             raise ValueError("set one budget: train.max_steps, train.budget_tokens or train.budget_samples")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"train.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.ckpt_retries < 1:
+            raise ValueError(f"train.ckpt_retries must be at least 1, got {self.ckpt_retries}")

@@ -1,8 +1,10 @@
 """The training loop every stage uses: what differs per stage is the model and the :class:`TrainTask`.
 
 Handles gradient accumulation from global/micro batch sizes, clipping, warmup+cosine, bf16 autocast
-on GPU, DDP under torchrun, EMA, periodic validation and checkpoints, automatic resume from the
-newest checkpoint, a final checkpoint on SIGTERM (preemption) and a clear error on a non-finite loss.
+on GPU, DDP or FSDP2 under torchrun (with torch.compile, fused loss and activation checkpointing:
+:mod:`vlaforge.train.strategy`), EMA, periodic validation and checkpoints (retried with backoff; sharded
+under FSDP, resumable on another world size), automatic resume from the newest checkpoint, a final
+checkpoint on SIGTERM (preemption) and a clear error on a non-finite loss.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tqdm import tqdm
 
 from vlaforge import storage
 from vlaforge.train import checkpoint as ckpt
+from vlaforge.train import strategy
 from vlaforge.train.config import TrainConfig
 from vlaforge.train.metrics import MetricsLogger
 from vlaforge.train.optim import build_optimizer, lr_at, schedule_step
@@ -114,6 +117,14 @@ def any_rank(flags: list[bool], world: int, device: torch.device) -> list[bool]:
     return [bool(v) for v in values.tolist()]
 
 
+def mean_over_ranks(value: float, world: int, device: torch.device) -> float:
+    if world == 1:
+        return value
+    total = torch.tensor([value], device=device)
+    dist.all_reduce(total)
+    return float(total) / world
+
+
 def _autocast(cfg: TrainConfig, device: torch.device):
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
@@ -139,8 +150,7 @@ def train(model: torch.nn.Module, task: TrainTask, cfg: TrainConfig, out_uri: st
         torch.set_num_threads(cfg.num_threads)
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    own_group = strategy.init_process_group(cfg, world)
     if cfg.global_batch_size % (cfg.micro_batch_size * world):
         raise ValueError(f"train.global_batch_size={cfg.global_batch_size} is not a multiple of "
                          f"micro_batch_size x world_size = {cfg.micro_batch_size} x {world}")
@@ -148,8 +158,8 @@ def train(model: torch.nn.Module, task: TrainTask, cfg: TrainConfig, out_uri: st
     device = _device()
     model.to(device)
     raw_model = model
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    model = strategy.prepare(model, cfg, device, world)
+    sharded = cfg.strategy == "fsdp"
     optimizer = build_optimizer(raw_model, cfg)
     steps = total_steps(cfg, task.tokens_per_sample)
     ckpt_dir = cfg.checkpoint_dir or storage.join(out_uri, "checkpoints")
@@ -160,7 +170,14 @@ def train(model: torch.nn.Module, task: TrainTask, cfg: TrainConfig, out_uri: st
     ema = {k: v.detach().clone().float() for k, v in raw_model.state_dict().items()} if cfg.ema_decay > 0 else None
     resume_from = ckpt.latest_checkpoint(ckpt_dir)
     if resume_from:
-        state, saved_ema = ckpt.load_checkpoint(resume_from, raw_model, optimizer)
+        if sharded != ckpt.is_sharded(resume_from):
+            raise ValueError(f"{resume_from} is a {'sharded' if not sharded else 'single-file'} checkpoint, "
+                             f"written under another train.strategy than {cfg.strategy!r}; resume with that "
+                             f"strategy or set train.checkpoint_dir to a new folder")
+        if sharded:
+            state, saved_ema = ckpt.load_sharded(resume_from, raw_model, optimizer, ema), None
+        else:
+            state, saved_ema = ckpt.load_checkpoint(resume_from, raw_model, optimizer)
         step, elapsed_before = state["step"], state.get("elapsed_s", 0.0)
         metrics.restore(state.get("history", []))
         if ema is not None and saved_ema is not None:
@@ -168,20 +185,27 @@ def train(model: torch.nn.Module, task: TrainTask, cfg: TrainConfig, out_uri: st
         log.info("resumed %s from %s at step %d/%d", task.stage, resume_from, step, steps)
 
     def save(at_step: int) -> None:
+        state = {"step": at_step, "samples_seen": at_step * cfg.global_batch_size,
+                 "elapsed_s": elapsed_before + time.perf_counter() - t_start, "history": metrics.history}
+        if sharded:  # every rank writes its shards
+            ckpt.with_retries(lambda: ckpt.save_sharded(ckpt_dir, at_step, raw_model, optimizer, state,
+                                                        model_config, ema, keep=cfg.keep_checkpoints),
+                              f"checkpoint at step {at_step}", cfg.ckpt_retries)
+        elif is_main:
+            ckpt.with_retries(lambda: ckpt.save_checkpoint(ckpt_dir, at_step, raw_model, optimizer, state,
+                                                           model_config, ema, keep=cfg.keep_checkpoints),
+                              f"checkpoint at step {at_step}", cfg.ckpt_retries)
         if is_main:
-            state = {"step": at_step, "samples_seen": at_step * cfg.global_batch_size,
-                     "elapsed_s": elapsed_before + time.perf_counter() - t_start, "history": metrics.history}
-            ckpt.save_checkpoint(ckpt_dir, at_step, raw_model, optimizer, state, model_config, ema,
-                                 keep=cfg.keep_checkpoints)
             metrics.flush()
 
     per_rank_start = step * accum * cfg.micro_batch_size
     t_start = time.perf_counter()  # data preparation in train_batches (e.g. decoding into memory) counts
     batches = task.train_batches(per_rank_start, rank, world, cfg.micro_batch_size)
-    # Validation runs on rank 0 alone, so on the unwrapped model: a DDP forward would wait for the other ranks.
-    first_val = evaluate(raw_model, task, cfg, device) if step == 0 and is_main else None
-    if first_val is not None:
-        metrics.log(0, {"val_loss": first_val})
+    # Under DDP validation runs on rank 0 alone, so on the unwrapped model: a DDP forward would wait for the
+    # other ranks. Under FSDP every rank takes part (each forward gathers the shards); rank 0 logs.
+    validates = is_main or sharded
+    if step == 0 and validates:
+        metrics.log(0, {"val_loss": evaluate(raw_model, task, cfg, device)})
     model.train()
     last_loss = float("nan")
     window_t, window_wait, window_steps = time.perf_counter(), 0.0, 0
@@ -196,12 +220,12 @@ def train(model: torch.nn.Module, task: TrainTask, cfg: TrainConfig, out_uri: st
                 t_wait = time.perf_counter()
                 batch = to_device(next(batches), device)
                 window_wait += time.perf_counter() - t_wait
-                sync = contextlib.nullcontext() if (world == 1 or micro == accum - 1) else model.no_sync()
-                with sync, _autocast(cfg, device):
+                with _grad_sync(model, sharded, world, micro == accum - 1), _autocast(cfg, device):
                     loss = task.loss(model, batch) / accum
                     loss.backward()
                 loss_sum += float(loss.detach())
-            if any_rank([not math.isfinite(loss_sum)], world, device)[0]:
+            loss_sum = mean_over_ranks(loss_sum, world, device)  # a NaN on any rank reaches every rank
+            if not math.isfinite(loss_sum):
                 last = ckpt.latest_checkpoint(ckpt_dir)
                 raise FloatingPointError(
                     f"{task.stage}: non-finite loss ({loss_sum}) at step {step + 1}; lower train.lr or check the "
@@ -225,7 +249,7 @@ def train(model: torch.nn.Module, task: TrainTask, cfg: TrainConfig, out_uri: st
                     values["tokens_per_s"] = samples * task.tokens_per_sample / dt
                 metrics.log(step, values)
                 window_t, window_wait, window_steps = time.perf_counter(), 0.0, 0
-            if is_main and (step % cfg.val_every == 0 or step == steps):
+            if validates and (step % cfg.val_every == 0 or step == steps):
                 metrics.log(step, {"val_loss": evaluate(raw_model, task, cfg, device)})
             out_of_time = bool(cfg.max_minutes) and (
                 elapsed_before + time.perf_counter() - t_start) > 60 * cfg.max_minutes
@@ -239,15 +263,27 @@ def train(model: torch.nn.Module, task: TrainTask, cfg: TrainConfig, out_uri: st
                 log.warning("%s: wall-clock budget of %.1f min reached at step %d/%d", task.stage,
                             cfg.max_minutes, step, steps)
                 break
-    summary = _finish(raw_model, ema, cfg, out_uri, model_config, metrics, step, steps,
+    weights = ckpt.full_state_dict(raw_model, ema) if sharded else None  # collective: every rank
+    summary = _finish(raw_model, ema, weights, out_uri, model_config, metrics, step, steps,
                       elapsed_before + time.perf_counter() - t_start) if is_main else {}
-    if world > 1:
+    if dist.is_initialized():
         dist.barrier()
+    if own_group:
+        dist.destroy_process_group()
     return summary
 
 
-def _finish(model, ema, cfg, out_uri, model_config, metrics, step, steps, elapsed) -> dict:
-    if ema is not None:
+def _grad_sync(model: torch.nn.Module, sharded: bool, world: int, last_micro: bool):
+    """Reduce gradients over ranks on the last micro-batch of a step only."""
+    if sharded:
+        model.set_requires_gradient_sync(last_micro)
+        return contextlib.nullcontext()
+    return contextlib.nullcontext() if (world == 1 or last_micro) else model.no_sync()
+
+
+def _finish(model, ema, weights, out_uri, model_config, metrics, step, steps, elapsed) -> dict:
+    """Write the final model (``weights``: the gathered state dict of a sharded model) and the summary."""
+    if ema is not None and weights is None:
         model.load_state_dict({k: v.to(dtype=model.state_dict()[k].dtype) for k, v in ema.items()})
     metrics.flush()
     vals = [r["val_loss"] for r in metrics.history if "val_loss" in r]
@@ -261,7 +297,10 @@ def _finish(model, ema, cfg, out_uri, model_config, metrics, step, steps, elapse
                "tokens_per_s": sum(rates) / len(rates) if rates else 0.0,
                "samples_per_s": sum(srates) / len(srates) if srates else 0.0}
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt.save_weights(model, tmp)
+        if weights is not None:
+            ckpt.save_full_weights(weights, tmp)
+        else:
+            ckpt.save_weights(model, tmp)
         with open(os.path.join(tmp, ckpt.CONFIG), "w") as f:
             json.dump(model_config, f, indent=2)
         with open(os.path.join(tmp, "train_summary.json"), "w") as f:

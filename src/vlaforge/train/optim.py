@@ -1,4 +1,4 @@
-"""AdamW without weight decay on norms, biases and embeddings; linear warmup then cosine decay."""
+"""AdamW (fused or foreach) without weight decay on norms, biases and embeddings; linear warmup then cosine decay."""
 
 from __future__ import annotations
 
@@ -21,8 +21,14 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
-                             betas=(cfg.beta1, cfg.beta2), fused=False)
+    """AdamW, fused (one kernel over all parameters) where the device has it, else foreach."""
+    from torch.distributed.tensor import DTensor
+
+    groups = param_groups(model, cfg.weight_decay)
+    params = [p for g in groups for p in g["params"]]
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.bfloat16)
+                                 and not isinstance(p, DTensor) for p in params)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused, foreach=not fused)
 
 
 def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
