@@ -11,7 +11,7 @@ from vlaforge.images import image
 @dsl.component(base_image=image("analysis"), install_kfp_package=False)
 def step_analysis(policy_results: Input[Dataset], baseline_results: Input[Dataset], report: Output[HTML],
                   tables: Output[Markdown], metrics: Output[Metrics], details: Output[Dataset],
-                  extra_result_uris: str = "", alpha: float = 0.05):
+                  extra_result_uris: str = "", preset: str = "tiny", overrides: str = ""):
     """Compare policies from their rollouts: per-task and aggregate success rates with 90% Clopper-Pearson
     intervals, pairwise STEP (or Lai) sequential tests with Bonferroni correction, compact letters.
 
@@ -19,38 +19,50 @@ def step_analysis(policy_results: Input[Dataset], baseline_results: Input[Datase
         policy_results: Rollouts of the trained policy (sim_eval output): <model>/<Task>/rollouts/<ts>/results.json.
         baseline_results: Rollouts of the baselines (sim_eval_baselines output), same layout.
         extra_result_uris: Comma-separated URIs (local or s3://) of earlier result sets to compare as well.
-        alpha: Family-wise significance level of the pairwise comparisons.
+        preset: Preset name or YAML path; its `step_analysis` section is used.
+        overrides: `key=value` lines overriding the `step_analysis` section: `alpha=0.05` (family-wise level),
+            `guarantee=two-sided` (equal policies separated with probability <= alpha) or
+            `guarantee=per-direction` (alpha for each direction, as VLA Foundry reports), `crashed=failure`
+            (crashed episodes count as failures) or `crashed=refuse` (an error naming them), `seed=0`.
         report: Self-contained HTML report (tables, plots, decisions) shown by the KFP UI.
         tables: The tables in Markdown.
         metrics: Headline numbers: per model balanced aggregate success % and interval, counts.
         details: Every output file: CSV and Markdown tables, PNG plots, report.html, metrics.json.
     """
-    from vlaforge.analysis.run import run_to_artifacts
+    import dataclasses
+
+    from vlaforge.analysis.run import load_config, run_to_artifacts
     from vlaforge.kfp_io import write_metrics
 
+    config = dataclasses.asdict(load_config(preset, overrides))
     numbers = run_to_artifacts([policy_results.path, baseline_results.path], extra_result_uris, details.path,
-                               report.path, tables.path, alpha)
+                               report.path, tables.path, **config)
     write_metrics(metrics, numbers)
 
 
 @dsl.component(base_image=image("analysis"), install_kfp_package=False)
 def step_analysis_collected(results: Input[List[Dataset]], report: Output[HTML], tables: Output[Markdown],
                             metrics: Output[Metrics], details: Output[Dataset], extra_result_uris: str = "",
-                            alpha: float = 0.05):
+                            preset: str = "tiny", overrides: str = ""):
     """The same comparison for result sets gathered with dsl.Collected (a ParallelFor over policies).
 
     Args:
         results: Rollout result sets, each <model>/<Task>/rollouts/<ts>/results.json.
         extra_result_uris: Comma-separated URIs (local or s3://) of earlier result sets to compare as well.
-        alpha: Family-wise significance level of the pairwise comparisons.
+        preset: Preset name or YAML path; its `step_analysis` section is used.
+        overrides: `key=value` lines overriding the `step_analysis` section: `alpha`, `guarantee`
+            (two-sided or per-direction), `crashed` (failure or refuse), `seed`; see step_analysis.
         report: Self-contained HTML report (tables, plots, decisions) shown by the KFP UI.
         tables: The tables in Markdown.
         metrics: Headline numbers: per model balanced aggregate success % and interval, counts.
         details: Every output file: CSV and Markdown tables, PNG plots, report.html, metrics.json.
     """
-    from vlaforge.analysis.run import run_to_artifacts
+    import dataclasses
+
+    from vlaforge.analysis.run import load_config, run_to_artifacts
     from vlaforge.kfp_io import write_metrics
 
+    config = dataclasses.asdict(load_config(preset, overrides))
     numbers = run_to_artifacts([r.path for r in results], extra_result_uris, details.path, report.path,
-                               tables.path, alpha)
+                               tables.path, **config)
     write_metrics(metrics, numbers)

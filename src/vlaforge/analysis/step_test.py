@@ -82,9 +82,10 @@ def control_points(n_max: int, count: int = N_CONTROL_POINTS) -> np.ndarray:
 class StepTable:
     """The rejection region for "y ahead" (``p0 < p1``) after ``t`` pairs with ``x`` and ``y`` successes.
 
-    ``alpha`` is the level of the pairwise test, spent as ``guarantee`` says. ``full[t, x]`` is the smallest ``y`` rejected with certainty (``t + 1`` when none); below it, the
-    sorted ``frac_keys`` (``(t * (n_max+1) + x) * (n_max+1) + y``) carry fractional rejection
-    probabilities ``frac_probs``; every other state continues. The region for "x ahead" is its swap.
+    ``alpha`` is the level of the pairwise test, spent as ``guarantee`` says. ``full[t, x]`` is the
+    smallest ``y`` rejected with certainty (``t + 1`` when none); below it, the sorted ``frac_keys``
+    (``(t * (n_max+1) + x) * (n_max+1) + y``) carry fractional rejection probabilities ``frac_probs``;
+    every other state continues. The region for "x ahead" is its swap.
     """
 
     n_max: int
