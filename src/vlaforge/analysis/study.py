@@ -17,6 +17,7 @@ from vlaforge.analysis.summary import Summary, summarize
 
 log = logging.getLogger(__name__)
 
+_SHOWN_CRASHES = 10  # scenario indices named per (model, task) in warnings and errors
 BALANCED = "balanced aggregate"
 UNWEIGHTED = "unweighted aggregate"
 
@@ -51,8 +52,10 @@ def crash_report(results: ResultSet) -> list[str]:
     lines = []
     for (task, model), crashed in sorted(results.crashes().items(), key=lambda kv: (kv[0][1], kv[0][0])):
         sources = ", ".join(sorted({e.source for e in crashed}))
+        shown = ", ".join(str(e.scenario_index) for e in crashed[:_SHOWN_CRASHES])
+        more = ", ..." if len(crashed) > _SHOWN_CRASHES else ""
         lines.append(f"model {model} crashed on {len(crashed)} episode(s) of task {task} (scenario_index "
-                     f"{', '.join(str(e.scenario_index) for e in crashed)} in {sources})")
+                     f"{shown}{more} in {sources})")
     return lines
 
 
