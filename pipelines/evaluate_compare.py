@@ -20,22 +20,23 @@ EXAMPLE_POLICIES = [{"model": "policy_a", "uri": "s3://vlaforge/runs/a/vla-finet
               description="Evaluate existing policies in simulation and compare them statistically (STEP).")
 def evaluate_compare_pipeline(policies: list = EXAMPLE_POLICIES, preset: str = "tiny",
                               sim_eval_overrides: str = "", episodes: str = "", extra_result_uris: str = "",
-                              alpha: float = 0.05) -> HTML:
+                              step_analysis_overrides: str = "") -> HTML:
     """Closed-loop evaluation of several policy bundles on the same scenes, then one comparison.
 
     Args:
         policies: JSON list of {"model": ..., "uri": ...}: the policy's name in the results and report and the URI of a policy bundle (vla_finetune output, s3:// on a cluster).
-        preset: Preset name (tiny, 11m, 100m, 410m, 1b, metaworld4) or YAML path; its `sim_eval` section is used.
+        preset: Preset name (tiny, 11m, 100m, 410m, 1b, metaworld4) or YAML path; its `sim_eval` and `step_analysis` sections are used.
         sim_eval_overrides: `key=value` lines for the sim_eval section, e.g. `tasks=[reach-v3, push-v3]` or `workers=8`.
         episodes: Episode indices `start:end` (end exclusive) run for every policy; empty: the preset's.
         extra_result_uris: Comma-separated URIs of earlier result sets (e.g. baselines) to compare as well.
-        alpha: Family-wise significance level of the pairwise comparisons.
+        step_analysis_overrides: `key=value` lines for the step_analysis section, e.g. `guarantee=per-direction` (alpha per direction, as VLA Foundry), `crashed=refuse`.
     """
     with dsl.ParallelFor(policies, parallelism=4) as policy:
         bundle = imported(policy.uri, Model, "policy")
         evaluated = stage(sim_eval(policy=bundle.output, preset=preset, overrides=sim_eval_overrides,
                                    model_name=policy.model, episodes=episodes), "sim_eval")
     analysis = stage(step_analysis_collected(results=dsl.Collected(evaluated.outputs["results"]),
-                                             extra_result_uris=extra_result_uris, alpha=alpha),
+                                             extra_result_uris=extra_result_uris, preset=preset,
+                                             overrides=step_analysis_overrides),
                      "step_analysis_collected")
     return analysis.outputs["report"]

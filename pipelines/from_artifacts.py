@@ -56,6 +56,7 @@ def vla_from_vlm_pipeline(
     preset: str = "tiny",
     vla_overrides: str = "",
     sim_eval_overrides: str = "",
+    step_analysis_overrides: str = "",
     baselines: str = "expert,random",
     model_name: str = "vlaforge_policy",
 ) -> NamedTuple("Outputs", policy=Model, report=HTML):
@@ -67,6 +68,7 @@ def vla_from_vlm_pipeline(
         preset: Preset name (tiny, metaworld4, 11m, 100m, 410m, 1b) or a YAML path.
         vla_overrides: `key=value` lines for the vla section (e.g. `freeze_backbone=true`, `train.max_steps=2000`).
         sim_eval_overrides: `key=value` lines for the sim_eval section (tasks, episodes `start:end`, workers).
+        step_analysis_overrides: `key=value` lines for the step_analysis section, e.g. `guarantee=per-direction` (alpha per direction, as VLA Foundry), `crashed=refuse`.
         baselines: Comma-separated baselines evaluated beside the policy: expert, random, zero.
         model_name: Name of the trained policy in the rollouts and the report.
     """
@@ -74,6 +76,7 @@ def vla_from_vlm_pipeline(
     robotics = imported(robotics_uri, Dataset, "robotics")
     vla = stage(vla_finetune(preset=preset, overrides=vla_overrides, backbone=backbone.output,
                              robotics=robotics.output), "vla_finetune")
-    analysis = evaluate_against_baselines(vla.outputs["policy"], preset, sim_eval_overrides, baselines, model_name)
+    analysis = evaluate_against_baselines(vla.outputs["policy"], preset, sim_eval_overrides, baselines, model_name,
+                                          step_analysis_overrides)
     outputs = NamedTuple("Outputs", policy=Model, report=HTML)
     return outputs(policy=vla.outputs["policy"], report=analysis.outputs["report"])

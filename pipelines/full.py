@@ -30,7 +30,7 @@ from vlaforge.kube.profile import apply_profile
 PIPELINE_NAME = "vlaforge-full"
 # pipeline parameter prefix -> preset section
 STAGE_SECTIONS = {"tokenize": "tokenize", "llm": "llm", "captions": "captions", "vlm": "vlm", "demos": "demos",
-                  "preprocess": "preprocess", "vla": "vla", "sim_eval": "sim_eval"}
+                  "preprocess": "preprocess", "vla": "vla", "sim_eval": "sim_eval", "step_analysis": "step_analysis"}
 
 
 def _stage(task, name: str):
@@ -49,6 +49,7 @@ def full_pipeline(
     preprocess_overrides: str = "",
     vla_overrides: str = "",
     sim_eval_overrides: str = "",
+    step_analysis_overrides: str = "",
     baselines: str = "expert,random",
     model_name: str = "vlaforge_policy",
 ) -> NamedTuple("Outputs", llm=Model, vlm=Model, policy=Model, rollouts=Dataset, report=HTML):
@@ -65,6 +66,7 @@ def full_pipeline(
         preprocess_overrides: `key=value` lines for the preprocess section (windows, normalisation).
         vla_overrides: `key=value` lines for the vla section (expert size, execute steps, EMA).
         sim_eval_overrides: `key=value` lines for the sim_eval section (tasks, episodes `start:end`, workers).
+        step_analysis_overrides: `key=value` lines for the step_analysis section, e.g. `guarantee=per-direction` (alpha per direction, as VLA Foundry), `crashed=refuse`.
         baselines: Comma-separated baselines evaluated beside the policy: expert, random, zero.
         model_name: Name of the trained policy in the rollouts and the report.
     """
@@ -84,8 +86,8 @@ def full_pipeline(
                             model_name=model_name), "sim_eval")
     base = _stage(sim_eval_baselines(preset=preset, overrides=sim_eval_overrides, baselines=baselines),
                   "sim_eval_baselines")
-    analysis = _stage(step_analysis(policy_results=evals.outputs["results"],
-                                    baseline_results=base.outputs["results"]), "step_analysis")
+    analysis = _stage(step_analysis(policy_results=evals.outputs["results"], baseline_results=base.outputs["results"],
+                                    preset=preset, overrides=step_analysis_overrides), "step_analysis")
     outputs = NamedTuple("Outputs", llm=Model, vlm=Model, policy=Model, rollouts=Dataset, report=HTML)
     return outputs(llm=llm.outputs["model"], vlm=vlm.outputs["model"], policy=vla.outputs["policy"],
                    rollouts=evals.outputs["results"], report=analysis.outputs["report"])

@@ -20,11 +20,11 @@ def imported(uri, artifact_class, what: str):
                         reimport=False).set_display_name(f"import-{what}")
 
 
-def evaluate_against_baselines(policy, preset, sim_eval_overrides, baselines, model_name):
+def evaluate_against_baselines(policy, preset, sim_eval_overrides, baselines, model_name, step_analysis_overrides=""):
     """Roll out ``policy`` and the baselines on the same scenes and compare them; returns the analysis task."""
     evals = stage(sim_eval(policy=policy, preset=preset, overrides=sim_eval_overrides, model_name=model_name),
                   "sim_eval")
     base = stage(sim_eval_baselines(preset=preset, overrides=sim_eval_overrides, baselines=baselines),
                  "sim_eval_baselines")
-    return stage(step_analysis(policy_results=evals.outputs["results"], baseline_results=base.outputs["results"]),
-                 "step_analysis")
+    return stage(step_analysis(policy_results=evals.outputs["results"], baseline_results=base.outputs["results"],
+                               preset=preset, overrides=step_analysis_overrides), "step_analysis")

@@ -15,11 +15,13 @@ RATES = {"vlaforge_policy": {"reach-v3": 0.5}, "expert": {"reach-v3": 1.0}, "ran
 
 def test_interface_and_image(tmp_path):
     spec = step_analysis.component_spec
-    assert set(spec.inputs) == {"policy_results", "baseline_results", "extra_result_uris", "alpha"}
+    assert set(spec.inputs) == {"policy_results", "baseline_results", "extra_result_uris", "preset", "overrides"}
+    assert "guarantee=per-direction" in spec.inputs["overrides"].description
     assert set(spec.outputs) == {"report", "tables", "metrics", "details"}
     assert spec.outputs["report"].type == "system.HTML@0.0.1"
     assert "vlaforge-analysis:" in spec.implementation.container.image
-    assert set(step_analysis_collected.component_spec.inputs) == {"results", "extra_result_uris", "alpha"}
+    assert set(step_analysis_collected.component_spec.inputs) == {"results", "extra_result_uris", "preset",
+                                                                  "overrides"}
     compiler.Compiler().compile(step_analysis, str(tmp_path / "c.yaml"))
 
 
@@ -43,15 +45,18 @@ def test_local_run_compares_policy_baselines_and_extra(local_runner):
     write_results(str(tmp / "earlier"), {"old_policy": {"reach-v3": 0.4}}, episodes=30, seed=3)
 
     @dsl.pipeline(name="step-analysis-test")
-    def pipe(policy_uri: str, baselines_uri: str, extra: str):
+    def pipe(policy_uri: str, baselines_uri: str, extra: str, overrides: str):
         policy = dsl.importer(artifact_uri=policy_uri, artifact_class=Dataset, reimport=False)
         baselines = dsl.importer(artifact_uri=baselines_uri, artifact_class=Dataset, reimport=False)
-        step_analysis(policy_results=policy.output, baseline_results=baselines.output, extra_result_uris=extra)
+        step_analysis(policy_results=policy.output, baseline_results=baselines.output, extra_result_uris=extra,
+                      overrides=overrides)
 
-    pipe(policy_uri=str(tmp / "policy"), baselines_uri=str(tmp / "baselines"), extra=str(tmp / "earlier"))
+    pipe(policy_uri=str(tmp / "policy"), baselines_uri=str(tmp / "baselines"), extra=str(tmp / "earlier"),
+         overrides="guarantee=per-direction")
     task = _task_dir(tmp / "root", "step-analysis")
     html = open(os.path.join(task, "report")).read()
     assert html.startswith("<!DOCTYPE html>") and "old_policy" in html and "data:image/png;base64," in html
+    assert "Guarantee: per direction" in html
     assert "| Reach-v3 | expert | 30 |" in open(os.path.join(task, "tables")).read()
     with open(os.path.join(task, "metrics")) as f:
         metrics = json.load(f)

@@ -46,6 +46,7 @@ SECTIONS = {
     "vla": "vlaforge.stages.vla_finetune:VLAStageConfig",
     "sim_eval": "vlaforge.sim.evaluate:EvalConfig",
     "serve": "vlaforge.serve.server:ServeConfig",
+    "step_analysis": "vlaforge.analysis.config:AnalysisConfig",
 }
 
 

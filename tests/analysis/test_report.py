@@ -62,7 +62,8 @@ def test_tables_and_metrics(report_dir):
     assert {p["test"] for p in pairs if p["scope"] == "balanced aggregate"} == {"Lai"}
     assert {p["test"] for p in pairs if p["scope"] != "balanced aggregate"} == {"STEP"}
     tables = (out / "tables.md").read_text()
-    assert "## Aggregate" in tables and "| Reach | expert | 200 |" in tables
+    assert "## Aggregate" in tables and "| Reach | expert | 200 | 0 | 200 |" in tables
+    assert "Guarantee: two-sided" in tables and "Crashed episodes count as failures" in tables
 
 
 def test_html_is_self_contained(report_dir):
@@ -115,10 +116,12 @@ def test_cli_analyze(tmp_path, capsys):
     write_synthetic(str(tmp_path / "r"), {"a": {"reach": 0.9}, "b": {"reach": 0.2}}, episodes=20, seed=1)
     rename = tmp_path / "names.yaml"
     rename.write_text("models: {a: Alpha}\n")
-    code = main(["analyze", str(tmp_path / "r"), "--out", str(tmp_path / "out"), "--rename", str(rename)])
+    code = main(["analyze", str(tmp_path / "r"), "--out", str(tmp_path / "out"), "--rename", str(rename),
+                 "--guarantee", "per-direction"])
     assert code == 0
     assert json.loads(capsys.readouterr().out)["Alpha.balanced_pct"] > 50
-    assert (tmp_path / "out" / "report.html").is_file()
+    assert "Guarantee: per direction" in (tmp_path / "out" / "report.html").read_text()
+    assert "Guarantee: per direction" in (tmp_path / "out" / "tables.md").read_text()
     assert main(["analyze", str(tmp_path / "missing"), "--out", str(tmp_path / "o2")]) == 2
     assert "results root not found" in capsys.readouterr().err
 

@@ -6,9 +6,9 @@ import numpy as np
 
 
 def common_tasks(completed: dict[str, dict[str, int]]) -> tuple[list[str], list[str]]:
-    """(common, excluded) tasks given completed counts ``{model: {task: n}}``.
+    """(common, excluded) tasks given episode counts ``{model: {task: n}}``.
 
-    A task is common when every model has at least one completed episode on it.
+    A task is common when every model has at least one episode counted on it.
     """
     tasks = sorted({t for per_model in completed.values() for t in per_model})
     common = [t for t in tasks if all(per_model.get(t, 0) > 0 for per_model in completed.values())]

@@ -14,6 +14,7 @@ import math
 
 from vlaforge import __version__, storage
 from vlaforge.analysis.episodes import EpisodeVideo
+from vlaforge.analysis.guarantee import describe
 from vlaforge.analysis.plots import aggregate_plot, task_plot
 from vlaforge.analysis.study import BALANCED, Analysis
 from vlaforge.analysis.summary import CONFIDENCE
@@ -29,13 +30,13 @@ def _num(value, digits: int):
 
 
 def task_table(a: Analysis, digits: int = 6) -> Table:
-    head = ["task", "model", "completed", "successes", "success_pct", "ci90_low_pct", "ci90_high_pct",
-            "avg_dur_s", "pending", "crashed", "letters"]
+    head = ["task", "model", "completed", "crashed", "n", "successes", "success_pct", "ci90_low_pct",
+            "ci90_high_pct", "avg_dur_s", "pending", "letters"]
     rows = []
     for r in a.rows:
         low, high = r.ci
-        rows.append([r.task, r.model, r.total, r.successes, _num(r.pct, digits), _num(100 * low, digits),
-                     _num(100 * high, digits), _num(r.avg_dur, digits), r.pending, r.crashed,
+        rows.append([r.task, r.model, r.completed, r.crashed, r.total, r.successes, _num(r.pct, digits),
+                     _num(100 * low, digits), _num(100 * high, digits), _num(r.avg_dur, digits), r.pending,
                      a.letters.get(r.task, {}).get(r.model, "")])
     return head, rows
 
@@ -43,13 +44,13 @@ def task_table(a: Analysis, digits: int = 6) -> Table:
 def aggregate_table(a: Analysis, digits: int = 6) -> Table:
     head = ["model", "balanced_n", "balanced_successes", "balanced_pct", "ci90_low_pct", "ci90_high_pct",
             "letters", "unweighted_n", "unweighted_successes", "unweighted_pct", "unweighted_ci90_low_pct",
-            "unweighted_ci90_high_pct"]
+            "unweighted_ci90_high_pct", "crashed"]
     rows = []
     for b, u in sorted(zip(a.balanced, a.unweighted), key=lambda bu: (-bu[0].rate, bu[0].model)):
         (bl, bh), (ul, uh) = b.ci, u.ci
         rows.append([b.model, b.total, b.successes, _num(b.pct, digits), _num(100 * bl, digits),
                      _num(100 * bh, digits), a.letters.get(BALANCED, {}).get(b.model, ""), u.total, u.successes,
-                     _num(u.pct, digits), _num(100 * ul, digits), _num(100 * uh, digits)])
+                     _num(u.pct, digits), _num(100 * ul, digits), _num(100 * uh, digits), u.crashed])
     return head, rows
 
 
@@ -89,7 +90,7 @@ def to_html_table(table: Table, highlight: str | None = None) -> str:
 
 
 def markdown_report(a: Analysis, title: str) -> str:
-    parts = [f"# {title}", "", _intro(a), ""]
+    parts = [f"# {title}", "", _intro(a), "", describe(a.guarantee, a.alpha), ""]
     parts += [f"> **Warning:** {w}" for w in a.warnings] + ([""] if a.warnings else [])
     if a.balanced:
         parts += ["## Aggregate", "", to_markdown(_display(aggregate_table(a, 1)))]
@@ -107,8 +108,9 @@ def _intro(a: Analysis) -> str:
     return (f"{len(a.models)} models x {len(a.tasks)} tasks, budget {a.budget} episodes per (task, model); "
             f"family-wise alpha {a.alpha} with Bonferroni correction; STEP (n_max <= 500) or Lai test; "
             f"intervals are {int(CONFIDENCE * 100)}% Clopper-Pearson; models sharing a letter are not "
-            f"significantly different. Aggregate over {len(a.common)} common tasks "
-            f"(balanced: equal episodes per task; unweighted: all their completed episodes).")
+            f"significantly different. Crashed episodes count as failures: n = completed + crashed episodes, "
+            f"and success rates, intervals and tests are over n. Aggregate over {len(a.common)} common tasks "
+            f"(balanced: equal episodes per task; unweighted: all their episodes).")
 
 
 _CSS = """
@@ -118,7 +120,7 @@ table{border-collapse:collapse;font-size:12px;margin:8px 0}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}
 td:first-child,td:nth-child(2){text-align:left}tr.sig td{background:#eef7ee}
 .warn{background:#fff4e5;border-left:4px solid #f0a030;padding:8px 12px;margin:8px 0}
-.meta{color:#555;font-size:13px}img{max-width:100%;border:1px solid #eee}
+.meta{color:#555;font-size:13px}.guarantee{font-size:13px;font-weight:600}img{max-width:100%;border:1px solid #eee}
 figure.episode{margin:8px 0}figure.episode img,figure.episode video{image-rendering:pixelated;vertical-align:top;
 margin-right:6px}figcaption{font-size:13px;color:#333}h3{font-size:15px;margin-bottom:4px}
 """
@@ -150,6 +152,7 @@ def html_report(a: Analysis, title: str, plots: dict[str, bytes], sources: list[
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [f"<h1>{html.escape(title)}</h1>",
             f'<p class="meta">{html.escape(_intro(a))}</p>',
+            f'<p class="guarantee">{html.escape(describe(a.guarantee, a.alpha))}</p>',
             f'<p class="meta">Results: {html.escape(", ".join(sources))}. Generated {when} by vlaforge '
             f"{__version__}.</p>"]
     body += [f'<div class="warn">{html.escape(w)}</div>' for w in a.warnings]

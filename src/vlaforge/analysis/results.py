@@ -66,9 +66,16 @@ class ResultSet:
         """Episodes of (task, model) sorted by scenario index (empty when none)."""
         return self.episodes.get((task, model), [])
 
-    def outcomes(self, task: str, model: str) -> list[bool]:
-        """Completed outcomes of (task, model) in scenario-index order."""
-        return [e.is_success for e in self.get(task, model) if e.is_success is not None]
+    def outcomes(self, task: str, model: str, crashed_as_failure: bool = False) -> list[bool]:
+        """Completed outcomes of (task, model) in scenario-index order; with ``crashed_as_failure``, crashed
+        episodes are failures in their place."""
+        return [bool(e.is_success) for e in self.get(task, model)
+                if e.is_success is not None or crashed_as_failure and e.status == "crashed"]
+
+    def crashes(self) -> dict[tuple[str, str], list[Episode]]:
+        """The crashed episodes of every (task, model) that has any."""
+        found = {key: [e for e in episodes if e.status == "crashed"] for key, episodes in self.episodes.items()}
+        return {key: crashed for key, crashed in found.items() if crashed}
 
 
 def normalise_task(name: str) -> str:

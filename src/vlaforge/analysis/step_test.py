@@ -5,14 +5,17 @@ of episodes and stops at the first pair where the state lies in the rejection re
 table. The table is synthesised for ``(n_max, alpha)`` by dynamic programming over the joint
 distribution of ``(x, y)`` under a grid of null hypotheses ``p0 = p1 = p`` plus one linear program per
 ``t`` that spends a linearly growing risk budget on as many rejecting states as possible. The test is
-two-sided ("mirrored"): the region for "y ahead" (``p0 < p1``) and its swap (``p0 > p1``) each get
-half of ``alpha``. Synthesis takes ~10 s of one core for ``n_max = 200`` (~100 s for 500), so tables
-are cached per ``(n_max, alpha)`` as ``.npz`` files under ``$VLAFORGE_CACHE`` (default
-``~/.cache/vlaforge``) in ``step/``.
+mirrored: the region for "y ahead" (``p0 < p1``) and its swap (``p0 > p1``) each get ``alpha / 2``
+under the two-sided guarantee, or ``alpha`` each under the per-direction one (see
+:mod:`vlaforge.analysis.guarantee`). Synthesis takes ~10 s of one core for ``n_max = 200`` (~100 s for
+500), so tables are cached as ``.npz`` files under ``$VLAFORGE_CACHE`` (default ``~/.cache/vlaforge``) in
+``step/``, keyed by everything that shapes them: guarantee, ``n_max``, ``alpha`` and the synthesis
+version.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import math
@@ -27,6 +30,7 @@ from scipy.sparse import coo_matrix, vstack
 from tqdm import tqdm
 
 from vlaforge import storage
+from vlaforge.analysis.guarantee import TWO_SIDED, check_guarantee, direction_alpha
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,8 @@ P0_GREATER = "p0 > p1"
 UNDECIDED = "fail to decide"
 
 N_CONTROL_POINTS = 129
-TABLE_VERSION = 1
+# Bump when the synthesis changes: tables built by an older synthesis are then never reused.
+SYNTHESIS_VERSION = 2
 # A state whose probability under every control point is below this is unreachable: reject it for free.
 _NEGLIGIBLE = 1e-300
 # LP weights this close to 0 or 1 are rounded (HiGHS returns e.g. 0.9999999999).
@@ -44,6 +49,9 @@ _ROUND = 1e-9
 _MAX_COST_RATIO = 1e3
 # LP cost entries below this fraction of the budget (divided by the number of variables) are dropped.
 _DROP = 1e-9
+# The version and every constant of the synthesis, in the cache key.
+SYNTHESIS_KEY = f"v{SYNTHESIS_VERSION}-" + hashlib.sha256(repr(
+    (N_CONTROL_POINTS, _NEGLIGIBLE, _ROUND, _MAX_COST_RATIO, _DROP)).encode()).hexdigest()[:8]
 
 
 def dead_time(n_max: int) -> int:
@@ -74,13 +82,15 @@ def control_points(n_max: int, count: int = N_CONTROL_POINTS) -> np.ndarray:
 class StepTable:
     """The rejection region for "y ahead" (``p0 < p1``) after ``t`` pairs with ``x`` and ``y`` successes.
 
-    ``full[t, x]`` is the smallest ``y`` rejected with certainty (``t + 1`` when none); below it, the
-    sorted ``frac_keys`` (``(t * (n_max+1) + x) * (n_max+1) + y``) carry fractional rejection
-    probabilities ``frac_probs``; every other state continues. The region for "x ahead" is its swap.
+    ``alpha`` is the level of the pairwise test, spent as ``guarantee`` says. ``full[t, x]`` is the
+    smallest ``y`` rejected with certainty (``t + 1`` when none); below it, the sorted ``frac_keys``
+    (``(t * (n_max+1) + x) * (n_max+1) + y``) carry fractional rejection probabilities ``frac_probs``;
+    every other state continues. The region for "x ahead" is its swap.
     """
 
     n_max: int
     alpha: float
+    guarantee: str
     full: np.ndarray
     frac_keys: np.ndarray
     frac_probs: np.ndarray
@@ -103,21 +113,31 @@ class StepTable:
         xs, ys = np.meshgrid(np.arange(t + 1), np.arange(t + 1), indexing="ij")
         return self.reject_probability(t, xs, ys)
 
+    @property
+    def key(self) -> tuple[str, int, float, str]:
+        """What shapes the table: (guarantee, n_max, alpha, synthesis key)."""
+        return self.guarantee, self.n_max, self.alpha, SYNTHESIS_KEY
+
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        np.savez_compressed(buf, version=TABLE_VERSION, n_max=self.n_max, alpha=self.alpha, full=self.full,
-                            frac_keys=self.frac_keys, frac_probs=self.frac_probs)
+        np.savez_compressed(buf, synthesis=SYNTHESIS_KEY, guarantee=self.guarantee, n_max=self.n_max,
+                            alpha=self.alpha, full=self.full, frac_keys=self.frac_keys, frac_probs=self.frac_probs)
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, source: str) -> StepTable:
+    def from_bytes(cls, data: bytes, source: str, key: tuple[str, int, float, str]) -> StepTable:
+        """The table stored in ``data``, which must have been built for ``key`` (see :attr:`key`)."""
         try:
             with np.load(io.BytesIO(data)) as z:
-                if int(z["version"]) != TABLE_VERSION:
-                    raise ValueError(f"table version {int(z['version'])}, expected {TABLE_VERSION}")
-                return cls(int(z["n_max"]), float(z["alpha"]), z["full"], z["frac_keys"], z["frac_probs"])
+                table = cls(int(z["n_max"]), float(z["alpha"]), str(z["guarantee"]), z["full"], z["frac_keys"],
+                            z["frac_probs"])
+                stored = (*table.key[:3], str(z["synthesis"]))
         except (ValueError, KeyError, OSError) as err:
             raise ValueError(f"{source}: unreadable STEP table: {err}") from err
+        if stored != key:
+            raise ValueError(f"{source}: STEP table built for (guarantee, n_max, alpha, synthesis) = {stored}, "
+                             f"expected {key}; delete the file")
+        return table
 
 
 def _propagate(mass: np.ndarray, p: np.ndarray, t: int) -> None:
@@ -207,14 +227,15 @@ def _solve_step(mass: np.ndarray, remaining: np.ndarray, t: int) -> np.ndarray:
     return np.maximum.accumulate(np.maximum.accumulate(weights, axis=1)[::-1], axis=0)[::-1]
 
 
-def synthesize(n_max: int, alpha: float, progress: bool = True) -> StepTable:
-    """Build the two-sided STEP decision table for ``n_max`` pairs at overall level ``alpha``."""
+def synthesize(n_max: int, alpha: float, guarantee: str = TWO_SIDED, progress: bool = True) -> StepTable:
+    """Build the mirrored STEP decision table for ``n_max`` pairs at level ``alpha`` spent as ``guarantee``
+    says (``alpha / 2`` per direction for two-sided, ``alpha`` per direction for per-direction)."""
     if n_max < 1:
         raise ValueError(f"STEP: n_max must be >= 1, got {n_max}")
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"STEP: alpha must lie in (0, 1), got {alpha}")
     start = time.perf_counter()
-    side_alpha = alpha / 2.0
+    side_alpha = direction_alpha(alpha, guarantee)
     # The grid is symmetric about 1/2 and the region is mirror-symmetric, so the risk at 1 - p equals the
     # risk at p: the points p <= 1/2 carry every constraint.
     p = control_points(n_max)[:N_CONTROL_POINTS // 2 + 1]
@@ -228,7 +249,8 @@ def synthesize(n_max: int, alpha: float, progress: bool = True) -> StepTable:
     frac_probs: list[np.ndarray] = []
     dead = dead_time(n_max)
     side = n_max + 1
-    for t in tqdm(range(1, n_max + 1), desc=f"STEP table n_max={n_max}", disable=not progress, leave=False):
+    for t in tqdm(range(1, n_max + 1), desc=f"STEP table n_max={n_max} alpha={alpha:.3g} {guarantee}",
+                  disable=not progress, leave=False):
         _propagate(mass, p, t)
         if t < dead:
             continue
@@ -244,9 +266,9 @@ def synthesize(n_max: int, alpha: float, progress: bool = True) -> StepTable:
     keys = np.concatenate(frac_keys).astype(np.int64) if frac_keys else np.zeros(0, dtype=np.int64)
     probs = np.concatenate(frac_probs) if frac_probs else np.zeros(0)
     order = np.argsort(keys)
-    table = StepTable(n_max, alpha, full, keys[order], probs[order])
-    log.info("STEP table n_max=%d alpha=%.3g synthesised in %.1f s (worst-case one-sided risk %.3g of %.3g)",
-             n_max, alpha, time.perf_counter() - start, spent.max(), side_alpha)
+    table = StepTable(n_max, alpha, guarantee, full, keys[order], probs[order])
+    log.info("STEP table n_max=%d alpha=%.3g (%s) synthesised in %.1f s (worst-case risk per direction %.3g "
+             "of %.3g)", n_max, alpha, guarantee, time.perf_counter() - start, spent.max(), side_alpha)
     return table
 
 
@@ -255,29 +277,33 @@ def cache_dir() -> str:
     return storage.join(root, "step")
 
 
-def table_uri(n_max: int, alpha: float) -> str:
-    return storage.join(cache_dir(), f"step_nmax{n_max}_alpha{alpha:.10g}_v{TABLE_VERSION}.npz")
+def table_uri(n_max: int, alpha: float, guarantee: str = TWO_SIDED) -> str:
+    """The cache file of the table for ``(guarantee, n_max, alpha)`` built by this synthesis."""
+    return storage.join(cache_dir(), f"step_{check_guarantee(guarantee)}_nmax{n_max}_alpha{alpha:.10g}_"
+                                     f"{SYNTHESIS_KEY}.npz")
 
 
-_MEMORY: dict[tuple[int, float], StepTable] = {}
+_MEMORY: dict[tuple[str, int, float, str], StepTable] = {}
 
 
-def get_table(n_max: int, alpha: float) -> StepTable:
-    """The table for ``(n_max, alpha)``: from memory, else the cache file, else synthesised and cached."""
-    key = (int(n_max), float(alpha))
+def get_table(n_max: int, alpha: float, guarantee: str = TWO_SIDED) -> StepTable:
+    """The table for ``(guarantee, n_max, alpha)``: from memory, else the cache file, else synthesised and
+    cached."""
+    key = (check_guarantee(guarantee), int(n_max), float(alpha), SYNTHESIS_KEY)
     if key in _MEMORY:
         return _MEMORY[key]
-    uri = table_uri(*key)
+    uri = table_uri(key[1], key[2], guarantee)
     if storage.exists(uri):
-        table = StepTable.from_bytes(storage.read_bytes(uri), uri)
+        table = StepTable.from_bytes(storage.read_bytes(uri), uri, key)
     else:
-        table = synthesize(*key)
+        table = synthesize(key[1], key[2], guarantee)
         storage.write_bytes(uri, table.to_bytes())
     _MEMORY[key] = table
     return table
 
 
-def step_test(outcomes0, outcomes1, n_max: int, alpha: float, seed: int = 0) -> tuple[str, int]:
+def step_test(outcomes0, outcomes1, n_max: int, alpha: float, seed: int = 0,
+              guarantee: str = TWO_SIDED) -> tuple[str, int]:
     """Run STEP on two paired outcome sequences; returns (decision, number of pairs used).
 
     The sequences are cut to the shorter length and to ``n_max``. A fractional rejection draws from a
@@ -288,7 +314,7 @@ def step_test(outcomes0, outcomes1, n_max: int, alpha: float, seed: int = 0) -> 
     n = min(len(a), len(b), n_max)
     if n == 0:
         return UNDECIDED, 0
-    table = get_table(n_max, alpha)
+    table = get_table(n_max, alpha, guarantee)
     rng = np.random.default_rng(seed)
     t = np.arange(1, n + 1)
     x = np.cumsum(a[:n])
@@ -303,12 +329,13 @@ def step_test(outcomes0, outcomes1, n_max: int, alpha: float, seed: int = 0) -> 
     return UNDECIDED, n
 
 
-def simulate(n_max: int, alpha: float, p0: float, p1: float, reps: int, seed: int = 0) -> dict[str, float]:
+def simulate(n_max: int, alpha: float, p0: float, p1: float, reps: int, seed: int = 0,
+             guarantee: str = TWO_SIDED) -> dict[str, float]:
     """Monte-Carlo operating characteristics of STEP for true rates ``p0`` and ``p1``.
 
     Returns the fractions of runs deciding "p0 < p1" and "p0 > p1" and the mean number of pairs used.
     """
-    table = get_table(n_max, alpha)
+    table = get_table(n_max, alpha, guarantee)
     rng = np.random.default_rng(seed)
     x = np.zeros(reps, dtype=np.int64)
     y = np.zeros(reps, dtype=np.int64)
@@ -326,9 +353,11 @@ def simulate(n_max: int, alpha: float, p0: float, p1: float, reps: int, seed: in
             "mean_pairs": float(used.mean())}
 
 
-def exact_characteristics(n_max: int, alpha: float, p0: float, p1: float) -> dict[str, float]:
-    """Exact probabilities of each decision and the expected number of pairs, by dynamic programming."""
-    table = get_table(n_max, alpha)
+def exact_characteristics(n_max: int, alpha: float, p0: float, p1: float,
+                          guarantee: str = TWO_SIDED) -> dict[str, float]:
+    """Exact probabilities of each decision and the expected number of pairs, by dynamic programming over
+    the test's decision regions."""
+    table = get_table(n_max, alpha, guarantee)
     mass = np.zeros((n_max + 1, n_max + 1))
     mass[0, 0] = 1.0
     decided = {P0_LESS: 0.0, P0_GREATER: 0.0}
@@ -347,4 +376,4 @@ def exact_characteristics(n_max: int, alpha: float, p0: float, p1: float) -> dic
         expected_pairs += t * (less.sum() + greater.sum())
         mass[:t + 1, :t + 1] -= less + greater
     expected_pairs += n_max * mass.sum()
-    return {**decided, "mean_pairs": expected_pairs}
+    return {**{k: float(v) for k, v in decided.items()}, "mean_pairs": float(expected_pairs)}

@@ -31,7 +31,11 @@ def clopper_pearson(successes: int, n: int, confidence: float = CONFIDENCE) -> t
 
 @dataclass(frozen=True)
 class Summary:
-    """One row of the per-task table (or of the aggregate table, with ``task`` = the aggregate name)."""
+    """One row of the per-task table (or of the aggregate table, with ``task`` = the aggregate name).
+
+    ``total`` counts the episodes the success rate is over: the completed ones and the crashed ones, which
+    count as failures; ``completed`` (successes and failures) leaves the crashed ones out.
+    """
 
     task: str
     model: str
@@ -40,6 +44,7 @@ class Summary:
     pending: int
     crashed: int
     avg_dur: float | None
+    completed: int | None = None
 
     @property
     def pct(self) -> float | None:
@@ -56,13 +61,15 @@ class Summary:
 
 
 def summarize(results: ResultSet) -> list[Summary]:
-    """One row per (task, model) that has any episode, completed or not, in (task, model) order."""
+    """One row per (task, model) that has any episode, completed or not, in (task, model) order; crashed
+    episodes count as failures."""
     rows = []
     for (task, model), episodes in sorted(results.episodes.items()):
         statuses = [e.status for e in episodes]
         times = [e.total_time for e in episodes if e.is_success is not None and e.total_time is not None]
-        rows.append(Summary(task, model, total=statuses.count("success") + statuses.count("failure"),
+        completed = statuses.count("success") + statuses.count("failure")
+        rows.append(Summary(task, model, total=completed + statuses.count("crashed"),
                             successes=statuses.count("success"), pending=statuses.count("pending"),
                             crashed=statuses.count("crashed"),
-                            avg_dur=sum(times) / len(times) if times else None))
+                            avg_dur=sum(times) / len(times) if times else None, completed=completed))
     return rows

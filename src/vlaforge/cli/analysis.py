@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from vlaforge.analysis.config import CRASH_POLICIES
+from vlaforge.analysis.guarantee import GUARANTEES
+
 
 def register(sub) -> None:
     p = sub.add_parser("analyze", help="compare policies from rollout results (STEP, intervals, letters, report)")
@@ -11,16 +14,26 @@ def register(sub) -> None:
                    help="results roots holding [<eval_set>/]<model>/<Task>/rollouts/<ts>/results.json (local or s3://)")
     p.add_argument("--out", required=True, help="output folder (local or s3://)")
     p.add_argument("--rename", default=None, help="YAML/JSON file {models: {old: new}, tasks: {old: new}}")
-    p.add_argument("--alpha", type=float, default=0.05, help="family-wise significance level (default 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the aggregate shuffle and STEP randomisation")
+    p.add_argument("--preset", default="tiny", help="preset whose step_analysis section is used (default: tiny)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a step_analysis setting (alpha, guarantee, crashed, seed); repeatable")
+    p.add_argument("--alpha", type=float, default=None, help="family-wise significance level (preset: 0.05)")
+    p.add_argument("--guarantee", choices=GUARANTEES, default=None,
+                   help="two-sided: equal policies are separated with probability <= alpha (preset default); "
+                        "per-direction: alpha for each direction, as VLA Foundry reports")
+    p.add_argument("--crashed", choices=CRASH_POLICIES, default=None,
+                   help="crashed episodes count as failures (preset default) or make the analysis refuse them")
+    p.add_argument("--seed", type=int, default=None, help="seed of the aggregate shuffle and STEP randomisation")
     p.add_argument("--title", default="Policy comparison", help="report title")
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    from vlaforge.analysis.run import run_analysis
+    from vlaforge.analysis.run import load_config, run_analysis
 
-    metrics = run_analysis(args.results, args.out, rename_uri=args.rename, alpha=args.alpha, seed=args.seed,
-                           title=args.title)
+    flags = {k: getattr(args, k) for k in ("alpha", "guarantee", "crashed", "seed")}
+    cfg = load_config(args.preset, args.overrides + [f"{k}={v}" for k, v in flags.items() if v is not None])
+    metrics = run_analysis(args.results, args.out, rename_uri=args.rename, alpha=cfg.alpha, seed=cfg.seed,
+                           title=args.title, guarantee=cfg.guarantee, crashed=cfg.crashed)
     print(json.dumps(metrics, indent=2))
     return 0

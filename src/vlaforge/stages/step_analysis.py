@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from vlaforge import storage
-from vlaforge.analysis.run import run_analysis
+from vlaforge.analysis.run import load_config, run_analysis
 
 
-def run(result_uris: list[str], extra_result_uris: str, out_dir: str, report_path: str,
-        tables_path: str, alpha: float = 0.05) -> dict[str, float]:
-    """Analyse ``result_uris`` plus the comma-separated ``extra_result_uris``, write everything to
-    ``out_dir``, and copy the HTML report and the Markdown tables to their artifacts."""
+def run(result_uris: list[str], extra_result_uris: str, out_dir: str, report_path: str, tables_path: str,
+        preset: str = "tiny", overrides: str | list[str] | None = None) -> dict[str, float]:
+    """Analyse ``result_uris`` plus the comma-separated ``extra_result_uris`` with the ``step_analysis``
+    section of ``preset`` + overrides, write everything to ``out_dir``, and copy the HTML report and the
+    Markdown tables to their artifacts."""
+    config = dataclasses.asdict(load_config(preset, overrides))
     uris = list(result_uris) + [u.strip() for u in extra_result_uris.split(",") if u.strip()]
-    metrics = run_analysis(uris, out_dir, alpha=alpha)
+    metrics = run_analysis(uris, out_dir, **config)
     storage.write_bytes(report_path, storage.read_bytes(storage.join(out_dir, "report.html")))
     storage.write_bytes(tables_path, storage.read_bytes(storage.join(out_dir, "tables.md")))
     return metrics
