@@ -21,7 +21,7 @@ def vla_from_lerobot_pipeline(dataset_uri: str, backbone_uri: str, preset: str =
         dataset_uri: LeRobot dataset folder or s3:// URI (meta/info.json inside), codebase v2.0, v2.1 or v3.0.
         backbone_uri: URI of a vlm_pretrain or hf_vlm output, e.g. s3://bucket/run/vlm-pretrain/model.
         preset: Preset name (tiny, metaworld4, 11m, 100m, 410m, 1b) or a YAML path.
-        lerobot_import_overrides: `key=value` lines for the lerobot_import section (e.g. `state_slice=0:4`,
+        lerobot_import_overrides: `key=value` lines for the lerobot_import section (e.g. `state_slice="0:4"`,
             `cameras={observation.images.top: corner}`).
         preprocess_overrides: `key=value` lines for the preprocess section (e.g. `future_steps=16`).
         vla_overrides: `key=value` lines for the vla section (e.g. `freeze_backbone=true`).

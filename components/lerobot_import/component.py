@@ -17,8 +17,8 @@ def lerobot_import(dataset_uri: str, preset: str, overrides: str, episodes: Outp
         dataset_uri: LeRobot dataset folder (local path or s3:// URI holding meta/info.json), codebase
             v2.0, v2.1 or v3.0.
         preset: Preset name or YAML path; its `lerobot_import` section is used.
-        overrides: `key=value` lines overriding the `lerobot_import` section, e.g. `state_slice=0:4` or
-            `cameras={observation.images.top: corner}`.
+        overrides: `key=value` lines overriding the `lerobot_import` section, e.g. `state_slice="0:4"`
+            (quoted: YAML reads 0:4 as a number) or `cameras={observation.images.top: corner}`.
         episodes: Raw episodes (episodes.jsonl + episodes/*.npz), the input preprocess_robotics reads.
         metrics: Episodes, frames and import throughput (frames/s).
     """

@@ -123,6 +123,8 @@ def decode_video(uri: str, timestamps: np.ndarray, fps: float, start_s: float = 
     frames, times = [], []
     try:
         with storage.open_read(uri) as f, av.open(f) as container:
+            if not container.streams.video:
+                raise LeRobotError(f"{uri}: cannot decode video: no video stream")
             stream = container.streams.video[0]
             if start_s > 0:
                 container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
@@ -133,7 +135,7 @@ def decode_video(uri: str, timestamps: np.ndarray, fps: float, start_s: float = 
                 if t >= wanted.min() - half:
                     frames.append(frame.to_ndarray(format="rgb24"))
                     times.append(t)
-    except (av.FFmpegError, ValueError) as err:
+    except av.FFmpegError as err:
         raise LeRobotError(f"{uri}: cannot decode video: {err}") from err
     if not frames:
         raise LeRobotError(f"{uri}: no video frames between {wanted.min():.3f}s and {wanted.max():.3f}s")
