@@ -41,8 +41,11 @@ def frames(shape: tuple, length: int, episode: int, camera: int) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder receiving so100_mixed/ and so100_mixed.expected.npz")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="write the 3 episodes this many times (a larger dataset for bench/lerobot_import.py)")
     args = parser.parse_args()
     out = Path(args.out)
+    lengths, tasks = LENGTHS * args.repeat, TASKS * args.repeat
     root = out / "so100_mixed"
     if root.exists():
         shutil.rmtree(root)
@@ -57,10 +60,10 @@ def main() -> None:
                                     robot_type="so100", use_videos=True)
     rng = np.random.default_rng(0)
     expected = {}
-    for ep, (length, task) in enumerate(zip(LENGTHS, TASKS)):
+    for ep, (length, task) in enumerate(zip(lengths, tasks)):
         state = rng.normal(size=(length, 6)).astype(np.float32)
         action = rng.uniform(-1, 1, (length, 4)).astype(np.float32)
-        top, wrist = frames(TOP_SHAPE, length, ep, 0), frames(WRIST_SHAPE, length, ep, 1)
+        top, wrist = frames(TOP_SHAPE, length, ep % 3, 0), frames(WRIST_SHAPE, length, ep % 3, 1)
         for t in range(length):
             dataset.add_frame({"observation.state": state[t], "action": action[t], "task": task,
                                "observation.images.top": top[t], "observation.images.wrist": wrist[t]})
@@ -71,7 +74,7 @@ def main() -> None:
     shutil.rmtree(root / "images", ignore_errors=True)  # the package's temporary PNGs (already in the parquet)
     np.savez_compressed(out / "so100_mixed.expected.npz", codebase_version=np.array(CODEBASE_VERSION), **expected)
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-    print(f"wrote {root} ({CODEBASE_VERSION}, {len(LENGTHS)} episodes, {size / 1024:.0f} KiB)")
+    print(f"wrote {root} ({CODEBASE_VERSION}, {len(lengths)} episodes, {size / 1024:.0f} KiB)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.cache/lerobot-venv
-OUT=${1:-tests/robotics/data/lerobot_v30}
+OUT=${1:-tests/robotics/data/lerobot_v30}  # make_lerobot_fixtures.sh DIR --repeat 20: a larger one for the bench
 PINS=(lerobot-dataset==0.5.0 torch==2.10.0 torchvision==0.25.0)
 
 find_python() {  # the first Python >= 3.12: $LEROBOT_PYTHON, python3.12/3.13 on PATH, or a pyenv version
@@ -31,4 +31,4 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import ledataset, tor
 fi
 "$VENV/bin/python" -c 'import ledataset, torch, torchvision; print("lerobot-dataset", __import__("importlib.metadata").metadata.version("lerobot-dataset"), "torch", torch.__version__, "torchvision", torchvision.__version__)'
 mkdir -p "$OUT"
-"$VENV/bin/python" scripts/make_lerobot_fixtures.py --out "$OUT"
+"$VENV/bin/python" scripts/make_lerobot_fixtures.py --out "$OUT" "${@:2}"

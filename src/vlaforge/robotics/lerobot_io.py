@@ -113,37 +113,85 @@ def decode_images(cells: list, src_uri: str, where: str) -> np.ndarray:
     return np.stack(frames)
 
 
-def decode_video(uri: str, timestamps: np.ndarray, fps: float, start_s: float = 0.0) -> np.ndarray:
-    """The frame nearest each of ``timestamps`` (seconds from ``start_s`` in the video), within half a
-    frame period. Decoding seeks to ``start_s`` and stops after the last wanted timestamp."""
-    import av
+class VideoReader:
+    """Frames of one mp4 (local or remote, opened once) matched to row timestamps, decoded forward.
 
-    wanted = start_s + np.asarray(timestamps, float)
-    half = 0.5 / fps + 1e-4
-    frames, times = [], []
-    try:
-        with storage.open_read(uri) as f, av.open(f) as container:
-            if not container.streams.video:
-                raise LeRobotError(f"{uri}: cannot decode video: no video stream")
-            stream = container.streams.video[0]
-            if start_s > 0:
-                container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
-            for frame in container.decode(stream):
-                t = float(frame.pts * stream.time_base) if frame.pts is not None else len(times) / fps
-                if t > wanted.max() + half:
+    Episodes stored one after another in the file (v3.0) are read in order without re-opening or
+    seeking back; a request that starts before the decoded position seeks (to the keyframe before it).
+    """
+
+    def __init__(self, uri: str, fps: float):
+        import av
+
+        self.uri, self.fps, self.half = uri, fps, 0.5 / fps + 1e-4
+        self._file = storage.open_read(uri)
+        try:
+            self._container = av.open(self._file)
+        except av.FFmpegError as err:
+            self._file.close()
+            raise LeRobotError(f"{uri}: cannot decode video: {err}") from err
+        if not self._container.streams.video:
+            self.close()
+            raise LeRobotError(f"{uri}: cannot decode video: no video stream")
+        self._stream = self._container.streams.video[0]
+        self._frames = None  # the running decoder
+        self._pending = None  # a decoded (time, frame) past the last request
+        self._position = None  # time of the last frame taken from the decoder (pending excluded)
+
+    def close(self) -> None:
+        self._container.close()
+        self._file.close()
+
+    def _restart(self, at_s: float) -> None:
+        self._container.seek(max(0, int(at_s / self._stream.time_base)), stream=self._stream, backward=True)
+        self._frames, self._pending, self._position = self._container.decode(self._stream), None, None
+
+    def _next(self) -> tuple[float, np.ndarray] | None:
+        if self._pending is not None:
+            item, self._pending = self._pending, None
+            return item
+        frame = next(self._frames, None)
+        if frame is None:
+            return None
+        t = float(frame.pts * self._stream.time_base) if frame.pts is not None else 0.0
+        return t, frame.to_ndarray(format="rgb24")
+
+    def frames(self, timestamps: np.ndarray, start_s: float = 0.0) -> np.ndarray:
+        """The frame nearest each of ``timestamps`` (seconds from ``start_s``), within half a frame period."""
+        import av
+
+        wanted = start_s + np.asarray(timestamps, float)
+        lo, hi = wanted.min() - self.half, wanted.max() + self.half
+        if self._frames is None or (self._position is not None and self._position >= lo):
+            self._restart(lo)
+        times, frames = [], []
+        try:
+            while (item := self._next()) is not None:
+                if item[0] > hi:
+                    self._pending = item
                     break
-                if t >= wanted.min() - half:
-                    frames.append(frame.to_ndarray(format="rgb24"))
-                    times.append(t)
-    except av.FFmpegError as err:
-        raise LeRobotError(f"{uri}: cannot decode video: {err}") from err
-    if not frames:
-        raise LeRobotError(f"{uri}: no video frames between {wanted.min():.3f}s and {wanted.max():.3f}s")
-    times = np.asarray(times)
-    nearest = np.abs(times[None, :] - wanted[:, None]).argmin(1)
-    off = np.abs(times[nearest] - wanted)
-    if (off > half).any():
-        bad = int(off.argmax())
-        raise LeRobotError(f"{uri}: no frame near timestamp {wanted[bad]:.4f}s (nearest "
-                           f"{times[nearest[bad]]:.4f}s; decoded {times[0]:.3f}-{times[-1]:.3f}s)")
-    return np.stack([frames[i] for i in nearest])
+                self._position = item[0]
+                if item[0] >= lo:
+                    times.append(item[0])
+                    frames.append(item[1])
+        except av.FFmpegError as err:
+            raise LeRobotError(f"{self.uri}: cannot decode video: {err}") from err
+        if not frames:
+            raise LeRobotError(f"{self.uri}: no video frames between {wanted.min():.3f}s and {wanted.max():.3f}s")
+        times = np.asarray(times)
+        nearest = np.abs(times[None, :] - wanted[:, None]).argmin(1)
+        off = np.abs(times[nearest] - wanted)
+        if (off > self.half).any():
+            bad = int(off.argmax())
+            raise LeRobotError(f"{self.uri}: no frame near timestamp {wanted[bad]:.4f}s (nearest "
+                               f"{times[nearest[bad]]:.4f}s; decoded {times[0]:.3f}-{times[-1]:.3f}s)")
+        return np.stack([frames[i] for i in nearest])
+
+
+def decode_video(uri: str, timestamps: np.ndarray, fps: float) -> np.ndarray:
+    """The frame nearest each of ``timestamps`` in the mp4 at ``uri`` (one episode per file, v2.x)."""
+    reader = VideoReader(uri, fps)
+    try:
+        return reader.frames(timestamps)
+    finally:
+        reader.close()

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vlaforge import storage
-from vlaforge.robotics.lerobot_io import LeRobotError, column, decode_images, decode_video
+from vlaforge.robotics.lerobot_io import LeRobotError, VideoReader, column, decode_images
 
 EPISODES_DIR = ("meta", "episodes")
 TASKS_FILE = ("meta", "tasks.parquet")
@@ -93,52 +93,81 @@ def _path(info: dict, key: str, src_uri: str, **fields) -> str:
     return storage.join(src_uri, *rel.split("/"))
 
 
-def iter_episodes(src_uri: str, info: dict, camera_map: dict[str, str], state_key: str,
-                  action_key: str) -> Iterator[dict]:
-    """One dict per episode: ``index``, ``state``, ``action``, ``success`` (or None), ``instruction``,
-    ``where`` (its data file), ``images`` {camera name: frames}; rows in ``frame_index`` order."""
-    episodes = read_episodes(src_uri)
-    tasks = read_tasks(src_uri)
-    fps = float(info.get("fps") or 0)
-    features = info["features"]
-    video_keys = [k for k in camera_map if features[k]["dtype"] == "video"]
-    if video_keys and (not fps or not info.get("video_path")):
-        raise LeRobotError(f"{src_uri}/meta/info.json: 'fps' and 'video_path' are needed to decode videos")
-    wanted = [state_key, action_key, "episode_index", "frame_index", "timestamp", "task_index", "next.success",
-              *(k for k in camera_map if k not in video_keys)]
-    data_uri, table = None, None
-    for ep in episodes:
-        index = int(ep["episode_index"])
-        uri = _path(info, "data_path", src_uri, chunk_index=ep["data/chunk_index"],
+class _Reader:
+    """Episodes in ``episode_index`` order, each data file and each mp4 opened once and read forward."""
+
+    def __init__(self, src_uri: str, info: dict, camera_map: dict[str, str], state_key: str, action_key: str):
+        self.src_uri, self.info, self.camera_map = src_uri, info, camera_map
+        self.state_key, self.action_key = state_key, action_key
+        self.episodes = read_episodes(src_uri)
+        self.tasks = read_tasks(src_uri)
+        self.fps = float(info.get("fps") or 0)
+        self.video_keys = [k for k in camera_map if info["features"][k]["dtype"] == "video"]
+        if self.video_keys and (not self.fps or not info.get("video_path")):
+            raise LeRobotError(f"{src_uri}/meta/info.json: 'fps' and 'video_path' are needed to decode videos")
+        self.columns = [state_key, action_key, "episode_index", "frame_index", "timestamp", "task_index",
+                        "next.success", *(k for k in camera_map if k not in self.video_keys)]
+        self.data_uri, self.table = None, None
+        self.videos: dict[str, VideoReader] = {}  # camera key -> the reader of its current mp4
+
+    def close(self) -> None:
+        for reader in self.videos.values():
+            reader.close()
+
+    def _rows(self, ep: dict, index: int):
+        uri = _path(self.info, "data_path", self.src_uri, chunk_index=ep["data/chunk_index"],
                     file_index=ep["data/file_index"])
-        if uri != data_uri:  # episodes are sorted, so each data file is read once
+        if uri != self.data_uri:
             table = _read_parquet(uri)
-            table = table.select([c for c in wanted if c in table.column_names])
-            data_uri = uri
+            self.table, self.data_uri = table.select([c for c in self.columns if c in table.column_names]), uri
+        table = self.table
         rows = table.filter(pc.equal(table.column("episode_index"), index)) \
             if "episode_index" in table.column_names else table.slice(0, 0)
         if rows.num_rows == 0:
             raise LeRobotError(f"{uri}: no rows of episode {index} (listed in {ep['_where']})")
-        rows = rows.take(np.argsort(column(rows, "frame_index", uri), kind="stable"))
+        return uri, rows.take(np.argsort(column(rows, "frame_index", uri), kind="stable"))
+
+    def _video(self, ep: dict, index: int, key: str, timestamps: np.ndarray) -> np.ndarray:
+        fields = [f"videos/{key}/{c}" for c in ("chunk_index", "file_index", "from_timestamp")]
+        missing = [c for c in fields if ep.get(c) is None]
+        if missing:
+            raise LeRobotError(f"{ep['_where']}: episode {index} lacks {', '.join(missing)}")
+        uri = _path(self.info, "video_path", self.src_uri, video_key=key, chunk_index=ep[fields[0]],
+                    file_index=ep[fields[1]])
+        if key not in self.videos or self.videos[key].uri != uri:
+            if key in self.videos:
+                self.videos.pop(key).close()
+            self.videos[key] = VideoReader(uri, self.fps)
+        return self.videos[key].frames(timestamps, start_s=float(ep[fields[2]]))
+
+    def episode(self, ep: dict) -> dict:
+        index = int(ep["episode_index"])
+        uri, rows = self._rows(ep, index)
         task_index = int(column(rows, "task_index", uri)[0]) if "task_index" in rows.column_names else None
-        instruction = tasks.get(task_index) or next(iter(ep.get("tasks") or []), "")
+        instruction = self.tasks.get(task_index) or next(iter(ep.get("tasks") or []), "")
         out = {"index": index, "where": uri, "instruction": str(instruction),
-               "state": column(rows, state_key, uri).astype(np.float32),
-               "action": column(rows, action_key, uri).astype(np.float32),
+               "state": column(rows, self.state_key, uri).astype(np.float32),
+               "action": column(rows, self.action_key, uri).astype(np.float32),
                "success": (column(rows, "next.success", uri).astype(bool)
                            if "next.success" in rows.column_names else None), "images": {}}
-        for key, cam in camera_map.items():
-            if key in video_keys:
-                missing = [c for c in (f"videos/{key}/chunk_index", f"videos/{key}/file_index",
-                                       f"videos/{key}/from_timestamp") if ep.get(c) is None]
-                if missing:
-                    raise LeRobotError(f"{ep['_where']}: episode {index} lacks {', '.join(missing)}")
-                video_uri = _path(info, "video_path", src_uri, video_key=key,
-                                  chunk_index=ep[f"videos/{key}/chunk_index"], file_index=ep[f"videos/{key}/file_index"])
-                out["images"][cam] = decode_video(video_uri, column(rows, "timestamp", uri).astype(float), fps,
-                                                  start_s=float(ep[f"videos/{key}/from_timestamp"]))
+        for key, cam in self.camera_map.items():
+            if key in self.video_keys:
+                out["images"][cam] = self._video(ep, index, key, column(rows, "timestamp", uri).astype(float))
             elif key in rows.column_names:
-                out["images"][cam] = decode_images(rows.column(key).to_pylist(), src_uri, f"{uri} feature {key!r}")
+                out["images"][cam] = decode_images(rows.column(key).to_pylist(), self.src_uri,
+                                                   f"{uri} feature {key!r}")
             else:
                 raise LeRobotError(f"{uri} feature {key!r}: image feature has no column in the parquet")
-        yield out
+        return out
+
+
+def iter_episodes(src_uri: str, info: dict, camera_map: dict[str, str], state_key: str,
+                  action_key: str) -> Iterator[dict]:
+    """One dict per episode: ``index``, ``state``, ``action``, ``success`` (or None), ``instruction``,
+    ``where`` (its data file), ``images`` {camera name: frames}; rows in ``frame_index`` order."""
+    reader = _Reader(src_uri, info, camera_map, state_key, action_key)
+    try:
+        for ep in reader.episodes:
+            yield reader.episode(ep)
+    finally:
+        reader.close()
