@@ -14,19 +14,18 @@ from components.preprocess_robotics.component import preprocess_robotics
 FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "robotics" / "data" / "lerobot_v30" / "so100_mixed"
 
 
-def test_interface_and_image(tmp_path):
+def test_interface(tmp_path):
     spec = lerobot_import.component_spec
-    assert set(spec.inputs) == {"dataset_uri", "preset", "overrides"}
+    assert (set(spec.inputs), set(spec.outputs)) == ({"dataset_uri", "preset", "overrides"}, {"episodes", "metrics"})
     assert spec.inputs["dataset_uri"].type == "String"  # a plain URI parameter in the KFP UI
-    assert set(spec.outputs) == {"episodes", "metrics"}
-    assert "vlaforge-train:" in spec.implementation.container.image
+    assert spec.implementation.container.image.rsplit("/", 1)[-1].startswith("vlaforge-train:")
     compiler.Compiler().compile(lerobot_import, str(tmp_path / "c.yaml"))
 
 
-@pytest.fixture
-def local_runner(tmp_path):
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
-    yield tmp_path
+def _run_locally(pipeline, root: Path) -> None:
+    """``pipeline`` on kfp.local's SubprocessRunner with its outputs under ``root``."""
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    pipeline(dataset_uri=str(FIXTURE))
 
 
 def _task_dir(root, name: str) -> str:
@@ -34,7 +33,7 @@ def _task_dir(root, name: str) -> str:
     return found
 
 
-def test_local_run_imports_v30_and_feeds_preprocessing(local_runner):
+def test_local_run_imports_v30_and_feeds_preprocessing(tmp_path):
     @dsl.pipeline(name="lerobot-import-test")
     def pipe(dataset_uri: str):
         raw = lerobot_import(dataset_uri=dataset_uri, preset="tiny",
@@ -42,25 +41,27 @@ def test_local_run_imports_v30_and_feeds_preprocessing(local_runner):
         preprocess_robotics(demos=raw.outputs["episodes"], preset="tiny",
                             overrides="num_workers=0\nsamples_per_shard=16\nfuture_steps=2")
 
-    pipe(dataset_uri=str(FIXTURE))
-    task = _task_dir(local_runner / "root", "lerobot-import")
+    _run_locally(pipe, tmp_path)
+    task = _task_dir(tmp_path, "lerobot-import")
     lines = (Path(task) / "episodes" / "episodes.jsonl").read_text().splitlines()
     assert [json.loads(line)["instruction"] for line in lines] == ["pick up the red cube", "open the top drawer",
                                                                    "pick up the red cube"]
     assert {tuple(json.loads(line)["cameras"]) for line in lines} == {("corner",)}
     metrics = json.loads((Path(task) / "metrics").read_text())
     assert metrics["episodes"] == 3 and metrics["frames"] == 28 and metrics["frames_per_s"] > 0
-    config = (Path(_task_dir(local_runner / "root", "preprocess-robotics")) / "robotics" /
+    config = (Path(_task_dir(tmp_path, "preprocess-robotics")) / "robotics" /
               "preprocessing_config.yaml").read_text()
     assert "so100_mixed" in config and "corner" in config
 
 
-def test_local_run_fails_on_a_wrong_camera_key(local_runner):
+def test_local_run_fails_on_a_wrong_camera_key(tmp_path, capfd):
     @dsl.pipeline(name="lerobot-import-bad")
     def pipe(dataset_uri: str):
         lerobot_import(dataset_uri=dataset_uri, preset="tiny", overrides="cameras={observation.images.side: s}")
 
-    with pytest.raises(RuntimeError):
-        pipe(dataset_uri=str(FIXTURE))
-    task = _task_dir(local_runner / "root", "lerobot-import")
+    with pytest.raises(RuntimeError, match="lerobot-import"):
+        _run_locally(pipe, tmp_path)
+    logs = "".join(capfd.readouterr())
+    assert "no camera feature observation.images.side; camera features: observation.images.top, " in logs
+    task = _task_dir(tmp_path, "lerobot-import")
     assert not list(Path(task).rglob("episodes.jsonl")) and not list(Path(task).rglob("*.npz"))
