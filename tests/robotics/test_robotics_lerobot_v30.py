@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from robodata_helpers import LEROBOT_V30 as FIXTURE
 from synthetic_data import write_caption_shards
 
 from vlaforge.robotics.episodes import load_episode, read_index
 from vlaforge.robotics.lerobot import LeRobotError, convert_lerobot
 
-FIXTURE = Path(__file__).parent / "data" / "lerobot_v30" / "so100_mixed"
 EXPECTED = np.load(FIXTURE.parent / "so100_mixed.expected.npz")
 EPISODES = range(3)
 VIDEO = FIXTURE / "videos" / "observation.images.wrist" / "chunk-000" / "file-000.mp4"

@@ -111,3 +111,13 @@ def test_serve_command_speaks_openpi(openpi_python):
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_protocol_setting_is_checked(capsys):
+    from vlaforge.cli import main
+
+    assert ServeConfig().protocol == "grpc"
+    assert main(["serve", "baseline:zero", "--port", "0", "--set", "protocol=zmq"]) == 2
+    assert "serve.protocol must be one of grpc, openpi, got 'zmq'" in capsys.readouterr().err
+    assert main(["serve", "baseline:zero", "--port", "0", "--set", "openpi.state_ky=x"]) == 2
+    assert "unknown key 'serve.openpi.state_ky'" in capsys.readouterr().err
