@@ -175,3 +175,18 @@ def test_tiny_vla_trains_on_the_v30_import(tmp_path):
                       proprio=EXPECTED["0/state"][0, 1:5], instruction=str(EXPECTED["0/task"]))
     (chunk,) = policy.predict([[obs] * policy.n_obs_steps], seed=0)
     assert chunk.shape == (4, 4) and np.isfinite(chunk).all()
+
+
+def test_video_reader_reads_forward_and_seeks_back():
+    from vlaforge.robotics.lerobot_io import VideoReader
+
+    starts = {0: 0.0, 1: 0.8, 2: 1.9}  # from_timestamp of each episode in the shared mp4 (meta/episodes)
+    reader = VideoReader(str(VIDEO), fps=10)
+    try:
+        for i in (1, 2, 0, 2):  # forward within the file, then back to the start, then forward again
+            frames = reader.frames(np.arange(len(EXPECTED[f"{i}/state"])) / 10, start_s=starts[i])
+            assert np.abs(frames.astype(int) - EXPECTED[f"{i}/wrist"]).max() <= 8, i
+        with pytest.raises(LeRobotError, match=r"file-000.mp4: no video frames between 5.000s and 5.100s"):
+            reader.frames(np.array([0.0, 0.1]), start_s=5.0)
+    finally:
+        reader.close()
