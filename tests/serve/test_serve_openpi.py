@@ -32,7 +32,7 @@ SRC = str(Path(vlaforge.__file__).resolve().parents[1])
 @pytest.fixture(scope="session")
 def openpi_python() -> str:
     done = subprocess.run(["bash", str(REPO / "scripts" / "make_openpi_venv.sh")], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, env={**os.environ, "PYTHON": sys.executable})
     assert done.returncode == 0, done.stderr[-2000:]
     return str(REPO / done.stdout.strip().splitlines()[-1])
 
