@@ -113,16 +113,29 @@ def test_v30_bad_input_is_named_and_leaves_nothing(tmp_path, case):
         _nothing_written(out)
 
 
-def test_v30_missing_episodes_folder_and_a_failure_after_some_episodes(tmp_path):
+def test_v30_lost_episodes_files_and_a_failure_after_some_episodes(tmp_path):
     root, out = _broken(tmp_path), tmp_path / "out"
     shutil.rmtree(root / "meta" / "episodes")
     with pytest.raises(LeRobotError, match=r"broken/meta/episodes: missing; a v3.0 dataset lists its episodes"):
+        convert_lerobot(str(root), str(out), state_slice="0:4")
+    # one of two episodes files lost: info.json's total_episodes tells
+    shutil.copytree(FIXTURE / "meta" / "episodes", root / "meta" / "episodes")
+    import pyarrow.parquet as pq
+
+    first = root / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    table = pq.read_table(first)
+    pq.write_table(table.slice(0, 2), first)
+    pq.write_table(table.slice(2), first.with_name("file-001.parquet"))
+    assert convert_lerobot(str(root), str(out), state_slice="0:4")["episodes"] == 3  # two files, all listed
+    shutil.rmtree(out)
+    first.with_name("file-001.parquet").unlink()
+    with pytest.raises(LeRobotError, match=r"broken/meta/episodes: 2 episodes in 1 file\(s\), but meta/info.json says "
+                                           r"total_episodes 3; is an episodes file missing\?"):
         convert_lerobot(str(root), str(out), state_slice="0:4")
     # episodes 0 and 1 import, episode 2's rows are gone: the two written episodes are removed again
     root = tmp_path / "short"
     shutil.copytree(FIXTURE, root)
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     data = root / "data" / "chunk-000" / "file-000.parquet"
     table = pq.read_table(data)

@@ -51,8 +51,9 @@ def _read_parquet(uri: str, skip_prefix: str | None = None):
         raise LeRobotError(f"{uri}: not a parquet file: {err}") from err
 
 
-def read_episodes(src_uri: str) -> list[dict]:
-    """The rows of ``meta/episodes`` (without ``stats/*``), sorted by ``episode_index``."""
+def read_episodes(src_uri: str, total: int | None = None) -> list[dict]:
+    """The rows of ``meta/episodes`` (without ``stats/*``), sorted by ``episode_index``; ``total``
+    (``info.json``'s ``total_episodes``) must match, so a lost episodes file is noticed."""
     where = storage.join(src_uri, *EPISODES_DIR)
     try:
         files = _parquet_files(where)
@@ -70,6 +71,9 @@ def read_episodes(src_uri: str) -> list[dict]:
         rows += [{**row, "_where": uri} for row in table.to_pylist()]
     if not rows:
         raise LeRobotError(f"{where} lists no episodes")
+    if total is not None and len(rows) != total:
+        raise LeRobotError(f"{where}: {len(rows)} episodes in {len(files)} file(s), but meta/info.json says "
+                           f"total_episodes {total}; is an episodes file missing?")
     return sorted(rows, key=lambda r: r["episode_index"])
 
 
@@ -99,7 +103,7 @@ class _Reader:
     def __init__(self, src_uri: str, info: dict, camera_map: dict[str, str], state_key: str, action_key: str):
         self.src_uri, self.info, self.camera_map = src_uri, info, camera_map
         self.state_key, self.action_key = state_key, action_key
-        self.episodes = read_episodes(src_uri)
+        self.episodes = read_episodes(src_uri, info.get("total_episodes"))
         self.tasks = read_tasks(src_uri)
         self.fps = float(info.get("fps") or 0)
         self.video_keys = [k for k in camera_map if info["features"][k]["dtype"] == "video"]
