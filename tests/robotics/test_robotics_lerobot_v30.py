@@ -145,44 +145,49 @@ def test_v30_lost_episodes_files_and_a_failure_after_some_episodes(tmp_path):
     _nothing_written(out)
 
 
-def test_tiny_vla_trains_on_the_v30_import(tmp_path):
+def test_tiny_vla_trains_on_the_v30_import_through_the_from_lerobot_pipeline(tmp_path, monkeypatch):
+    """vlaforge-vla-from-lerobot on kfp.local: dataset URI -> lerobot_import -> preprocess_robotics ->
+    vla_finetune on a tiny VLM; the policy bundle it returns acts on the dataset's cameras."""
+    from kfp import local
+    from kfp.local import config as local_config
+
     from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
     from vlaforge.models.llm import LLMConfig
     from vlaforge.models.vit import ViTConfig
-    from vlaforge.models.vla import ActionExpertConfig
     from vlaforge.policies import load_policy
     from vlaforge.policy import Observation
-    from vlaforge.robotics.config import PreprocessConfig
-    from vlaforge.robotics.preprocess import preprocess
-    from vlaforge.stages.lerobot_import import run as lerobot_import
     from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
-    from vlaforge.stages.vla_finetune import VLAStageConfig, vla_finetune
     from vlaforge.stages.vlm_pretrain import VLMStageConfig, vlm_pretrain
     from vlaforge.train.config import TrainConfig
 
-    def train(steps):
-        return TrainConfig(global_batch_size=8, micro_batch_size=8, lr=3e-3, warmup_steps=2, max_steps=steps,
-                           val_every=steps, ckpt_every=10_000, log_every=steps)
-
+    train = TrainConfig(global_batch_size=8, micro_batch_size=8, lr=3e-3, warmup_steps=2, max_steps=4,
+                        val_every=4, ckpt_every=10_000, log_every=4)
     root = tmp_path
     (root / "corpus").mkdir()
     (root / "corpus" / "a.txt").write_text(" ".join(str(EXPECTED[f"{i}/task"]) + "." for i in EPISODES) * 40)
     tokenize_corpus(TokenizeConfig(corpus=str(root / "corpus"), robot_fraction=0.0, vocab_size=280, seq_len=32,
                                    val_fraction=0.2), str(root / "tok"))
-    llm_pretrain(LLMStageConfig(model=LLMConfig(d_model=32, n_layers=1, n_heads=2, max_seq_len=128), train=train(4)),
+    llm_pretrain(LLMStageConfig(model=LLMConfig(d_model=32, n_layers=1, n_heads=2, max_seq_len=128), train=train),
                  str(root / "tok"), str(root / "llm"))
     write_caption_shards(str(root / "captions"), 32)
     vlm_pretrain(VLMStageConfig(vit=ViTConfig(image_size=32, patch_size=8, d_model=32, n_layers=1, n_heads=2),
-                                train=train(4)), str(root / "llm"), str(root / "captions"), str(root / "vlm"))
+                                train=train), str(root / "llm"), str(root / "captions"), str(root / "vlm"))
 
-    summary = lerobot_import("tiny", ["state_slice=\"1:5\"", "image_size=32"], str(FIXTURE), str(root / "raw"))
-    assert summary["frames"] == 28
-    preprocess(PreprocessConfig(future_steps=4, num_workers=0, val_fraction=0.34), [str(root / "raw")],
-               str(root / "robo"))
-    result = vla_finetune(VLAStageConfig(expert=ActionExpertConfig(d_model=32, n_layers=1, n_heads=2, last_k_layers=1),
-                                         train=train(16)), str(root / "vlm"), str(root / "robo"), str(root / "vla"))
-    assert result["final_val_loss"] < result["initial_val_loss"]
-    policy = load_policy(str(root / "vla"))
+    monkeypatch.setattr(local_config.LocalExecutionConfig, "instance", None)  # leave kfp.local as it was
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "kfp"))
+    from pipelines.from_lerobot import vla_from_lerobot_pipeline  # after local.init: no cluster retries
+
+    run = vla_from_lerobot_pipeline(
+        dataset_uri=str(FIXTURE), backbone_uri=str(root / "vlm"), preset="tiny",
+        lerobot_import_overrides='state_slice="1:5"\nimage_size=32',
+        preprocess_overrides="future_steps=4\nnum_workers=0\nval_fraction=0.34",
+        vla_overrides="expert={d_model: 32, n_layers: 1, n_heads: 2, last_k_layers: 1}\ntrain.max_steps=16\n"
+                      "train.global_batch_size=8\ntrain.micro_batch_size=8\ntrain.warmup_steps=2\n"
+                      "train.val_every=16\ntrain.ckpt_every=16\ntrain.log_every=8")
+    policy_path = run.output.path
+    summary = json.loads((Path(policy_path) / "train_summary.json").read_text())
+    assert summary["final_val_loss"] < summary["initial_val_loss"]
+    policy = load_policy(policy_path)
     assert sorted(policy.cameras) == ["top", "wrist"] and policy.image_size == 32
     obs = Observation(images={c: np.zeros((32, 32, 3), np.uint8) for c in policy.cameras},
                       proprio=EXPECTED["0/state"][0, 1:5], instruction=str(EXPECTED["0/task"]))
