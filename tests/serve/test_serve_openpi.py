@@ -19,14 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import vlaforge
 from vlaforge.serve import msgpack_numpy
 from vlaforge.serve.openpi import serve_openpi
 from vlaforge.serve.server import ServeConfig
 
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("openpi_driver.py")
-SRC = str(Path(vlaforge.__file__).resolve().parents[1])
 
 
 @pytest.fixture(scope="session")
@@ -87,30 +85,23 @@ def test_four_openpi_clients_batched_with_their_own_actions_and_one_bad_observat
     assert len(history) == 2 and history[-1].images["front"].shape == (16, 16, 3)  # resized from 20x16
 
 
-def test_serve_command_speaks_openpi(openpi_python):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
-           "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "vlaforge.cli", "serve", "baseline:random", "--protocol", "openpi",
-                             "--port", "0", "--host", "127.0.0.1", "--max-batch", "4"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("serving baseline:random on 127.0.0.1:"), proc.stderr.read()
-        port = int(line.split(":")[-1])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as reply:
-            assert reply.status == 200 and reply.read() == b"OK\n"
-        result = _drive(openpi_python, port, clients=4, steps=5, bad=1)
-        for i, client in enumerate(result["clients"]):
-            assert client["metadata"]["name"] == "random" and client["metadata"]["observation"]["state_dim"] == 4
-            assert len(client["actions"]) == (4 if i == 1 else 5)
-            chunks = np.asarray(client["actions"])
-            assert chunks.shape[1:] == (1, 4) and np.all(np.abs(chunks) <= 1)
-        assert "state: expected 4 finite numbers" in result["clients"][1]["errors"][0]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        proc.kill()
-        proc.communicate()
+def test_serve_command_speaks_openpi(openpi_python, serve_command):
+    proc = serve_command("baseline:random", "--protocol", "openpi", "--port", "0", "--host", "127.0.0.1",
+                         "--max-batch", "4")
+    line = proc.stdout.readline()
+    assert line.startswith("serving baseline:random on 127.0.0.1:"), proc.stderr.read()
+    port = int(line.split(":")[-1])
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as reply:
+        assert reply.status == 200 and reply.read() == b"OK\n"
+    result = _drive(openpi_python, port, clients=4, steps=5, bad=1)
+    for i, client in enumerate(result["clients"]):
+        assert client["metadata"]["name"] == "random" and client["metadata"]["observation"]["state_dim"] == 4
+        assert len(client["actions"]) == (4 if i == 1 else 5)
+        chunks = np.asarray(client["actions"])
+        assert chunks.shape[1:] == (1, 4) and np.all(np.abs(chunks) <= 1)
+    assert "state: expected 4 finite numbers" in result["clients"][1]["errors"][0]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
 
 
 def test_protocol_setting_is_checked(capsys):

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 import google.protobuf
 import grpc
-import numpy as np
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
