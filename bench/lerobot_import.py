@@ -7,7 +7,8 @@ one image-stored and one video-stored camera, written by lerobot-dataset); a lar
 ``scripts/make_lerobot_fixtures.sh .cache/lerobot-bench --repeat 20`` then ``--dataset
 .cache/lerobot-bench/so100_mixed``. The S3 side is ``rclone serve s3`` over a copy of the dataset (every
 file through HTTP, videos decoded from range reads). Local and S3 rounds alternate, so load from other
-processes affects both; the median of each is reported with the S3/local ratio.
+processes affects both; after one unmeasured import from each, the median of each is reported with the
+S3/local ratio.
 """
 
 from __future__ import annotations
@@ -74,8 +75,11 @@ def main() -> None:
         shutil.copytree(dataset, tmp / "s3" / "bucket" / dataset.name)
         rates = {"local": [], "s3": []}
         with loopback_s3(tmp / "s3"):
+            sources = (("local", str(dataset)), ("s3", f"s3://bucket/{dataset.name}"))
+            for _, src in sources:  # warm-up: imports, the S3 client, the page cache
+                import_rate(src, tmp / "out")
             for _ in range(args.rounds):
-                for source, src in (("local", str(dataset)), ("s3", f"s3://bucket/{dataset.name}")):
+                for source, src in sources:
                     rate, frames = import_rate(src, tmp / "out")
                     rates[source].append(rate)
     local, s3 = (statistics.median(rates[k]) for k in ("local", "s3"))
