@@ -9,7 +9,8 @@ SYSTEM_PACKAGES := libosmesa6 chromium g++
 export MUJOCO_GL ?= osmesa
 export PYOPENGL_PLATFORM ?= osmesa
 
-.PHONY: setup run test test-e2e bench compile images golden test-containers clean chart test-chart
+.PHONY: setup run test test-e2e bench compile images golden test-containers clean chart test-chart openpi-venv \
+	lerobot-fixtures
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +51,15 @@ test-containers: images
 
 clean:
 	rm -rf runs build .cache
+
+# Side environments of packages that cannot share .venv (the tests make the first one themselves):
+# openpi's client (numpy < 2) for the openpi serving tests; lerobot-dataset (Python >= 3.12, torch +
+# torchvision) to regenerate the committed LeRobot v3.0 test datasets under tests/robotics/data/.
+openpi-venv:
+	./scripts/make_openpi_venv.sh
+
+lerobot-fixtures:
+	./scripts/make_lerobot_fixtures.sh
 
 # Helm chart: compiled pipelines in (VALUES=<file>: compiled with that file's clusterProfile), lint,
 # render, package into build/chart/.

@@ -43,6 +43,7 @@ SECTIONS = {
     "hf_vlm": "vlaforge.stages.hf_vlm:HFVLMStageConfig",
     "demos": "vlaforge.sim.demos:DemoConfig",
     "preprocess": "vlaforge.robotics.config:PreprocessConfig",
+    "lerobot_import": "vlaforge.stages.lerobot_import:LeRobotImportConfig",
     "vla": "vlaforge.stages.vla_finetune:VLAStageConfig",
     "sim_eval": "vlaforge.sim.evaluate:EvalConfig",
     "serve": "vlaforge.serve.server:ServeConfig",

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from vlaforge.robotics.episodes import EpisodeWriter
+
+# A LeRobot v3.0 dataset written by the real lerobot-dataset package (scripts/make_lerobot_fixtures.sh).
+LEROBOT_V30 = Path(__file__).parent / "data" / "lerobot_v30" / "so100_mixed"
 
 
 def synthetic_episode(rng: np.random.Generator, length: int, cameras=("corner", "behindGripper"),

@@ -2,7 +2,7 @@
 
 import json
 
-from robodata_helpers import write_dataset, write_lerobot_dataset
+from robodata_helpers import LEROBOT_V30, write_dataset, write_lerobot_dataset
 from vlaforge.cli import main
 
 
@@ -28,3 +28,13 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert main(["preprocess", "--episodes", str(tmp_path / "x"), "--out", str(tmp_path / "o"),
                  "--set", "past_step=1"]) == 2
     assert "unknown key 'preprocess.past_step'" in capsys.readouterr().err
+
+
+def test_lerobot_import_command_on_v30_with_preset_overrides(tmp_path, capsys):
+    assert main(["lerobot-import", str(LEROBOT_V30), str(tmp_path / "raw"), "--state-slice", "1:5",
+                 "--set", "task=so100", "--set", "lerobot_import.cameras={observation.images.wrist: wrist}"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["codebase_version"] == "v3.0" and summary["cameras"] == ["wrist"] and summary["frames"] == 28
+    assert json.loads((tmp_path / "raw" / "episodes.jsonl").read_text().splitlines()[1])["task"] == "so100"
+    assert main(["lerobot-import", str(LEROBOT_V30), str(tmp_path / "bad"), "--set", "state_key=observation.joints"]) == 2
+    assert "no feature 'observation.joints' (state_key); features: observation.state, action," in capsys.readouterr().err

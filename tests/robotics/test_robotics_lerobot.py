@@ -73,14 +73,15 @@ def test_bad_lerobot_input(lerobot, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(lerobot["root"], broken)
     info = json.loads((broken / "meta" / "info.json").read_text())
-    (broken / "meta" / "info.json").write_text(json.dumps({**info, "codebase_version": "v3.0"}))
-    with pytest.raises(LeRobotError, match="codebase_version 'v3.0' is not supported"):
+    (broken / "meta" / "info.json").write_text(json.dumps({**info, "codebase_version": "v9.9"}))
+    with pytest.raises(LeRobotError, match=r"codebase_version 'v9.9' is not supported \(supported: v2.0, v2.1, v3.0\)"):
         convert_lerobot(str(broken), str(tmp_path / "f"), state_slice="0:4")
     (broken / "meta" / "info.json").write_text(json.dumps(info))
     (broken / "videos" / "chunk-000" / "observation.images.wrist" / "episode_000001.mp4").unlink()
     with pytest.raises(FileNotFoundError, match="episode_000001.mp4"):
         convert_lerobot(str(broken), str(tmp_path / "g"), state_slice="0:4")
     assert not (tmp_path / "g" / "episodes.jsonl").exists(), "no index is written for a failed import"
+    assert not list((tmp_path / "g").rglob("*.npz")), "the episodes written before the failure are removed"
 
 
 def test_parse_slice():

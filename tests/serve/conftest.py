@@ -197,3 +197,29 @@ def frame():
 def scripted():
     """The :class:`ScriptedPolicy` class (construct with the settings a test needs)."""
     return ScriptedPolicy
+
+
+@pytest.fixture
+def serve_command():
+    """Start ``vlaforge serve ARGS...`` as a process (this checkout's code, unbuffered output); every
+    process started is killed at the end of the test."""
+    import os
+    import subprocess
+    import sys
+
+    import vlaforge
+
+    src = str(Path(vlaforge.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+           "PYTHONUNBUFFERED": "1"}
+    procs = []
+
+    def start(*args):
+        procs.append(subprocess.Popen([sys.executable, "-m", "vlaforge.cli", "serve", *args], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, env=env))
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.communicate()

@@ -1,4 +1,5 @@
-"""Serve a policy over gRPC with the LBM Eval protocol until stopped (``vlaforge serve POLICY``).
+"""Serve a policy until stopped (``vlaforge serve POLICY``): LBM Eval's gRPC protocol (the default) or,
+with ``--protocol openpi``, openpi's websocket protocol (:mod:`.openpi`).
 
 SIGTERM stops it gracefully; throughput is logged every ``REPORT_EVERY_S`` seconds.
 """
@@ -9,18 +10,21 @@ import argparse
 import logging
 import signal
 
-from vlaforge.serve.server import DEFAULT_PORT, load_serve_config, serve_policy
+from vlaforge.serve.openpi import serve_openpi
+from vlaforge.serve.server import DEFAULT_PORT, PROTOCOLS, load_serve_config, resolve_policy, serve_policy
 
 log = logging.getLogger(__name__)
 REPORT_EVERY_S = 30.0
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("serve", help="serve a policy over gRPC (LBM Eval protocol)",
-                              description="Serve a policy over gRPC with the LBM Eval protocol until stopped.")
+    p = subparsers.add_parser("serve", help="serve a policy (LBM Eval gRPC, or openpi websocket)",
+                              description="Serve a policy until stopped, over gRPC with the LBM Eval protocol "
+                                          "or over a websocket with openpi's protocol.")
     p.add_argument("policy", help="policy bundle URI (local or s3://) or baseline:<name>")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0: any free)")
     p.add_argument("--host", default="[::]", help="address to listen on (default: all)")
+    p.add_argument("--protocol", choices=PROTOCOLS, help="wire protocol (serve.protocol; default grpc)")
     p.add_argument("--max-batch", type=int, help="most clients in one forward pass (serve.max_batch)")
     p.add_argument("--batch-window-ms", type=float, help="how long a batch waits for more clients "
                    "(serve.batch_window_ms)")
@@ -36,7 +40,13 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"max_batch={args.max_batch}")
     if args.batch_window_ms is not None:
         overrides.append(f"batch_window_ms={args.batch_window_ms}")
-    server = serve_policy(args.policy, args.port, args.host, load_serve_config(args.preset, overrides))
+    if args.protocol is not None:
+        overrides.append(f"protocol={args.protocol}")
+    config = load_serve_config(args.preset, overrides)
+    if config.protocol == "openpi":
+        server = serve_openpi(*resolve_policy(args.policy), port=args.port, host=args.host, config=config)
+    else:
+        server = serve_policy(args.policy, args.port, args.host, config)
     print(f"serving {args.policy} on {args.host}:{server.port}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: server.stop(grace=5.0))
     service, steps = server.service, 0

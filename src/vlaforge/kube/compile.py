@@ -25,6 +25,7 @@ PIPELINES = {
     "vlaforge-llm-from-dataset": "pipelines.from_artifacts:llm_from_dataset_pipeline",
     "vlaforge-robotics-from-demos": "pipelines.from_artifacts:robotics_from_demos_pipeline",
     "vlaforge-vla-from-vlm": "pipelines.from_artifacts:vla_from_vlm_pipeline",
+    "vlaforge-vla-from-lerobot": "pipelines.from_lerobot:vla_from_lerobot_pipeline",
     "vlaforge-eval-compare": "pipelines.evaluate_compare:evaluate_compare_pipeline",
 }
 MANIFEST_DIR = "manifests"

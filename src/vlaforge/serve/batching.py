@@ -49,6 +49,11 @@ def batch_seed(seeds: list[int | None]) -> int | None:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
+def chunk_seed(seed: int | None, index: int) -> int | None:
+    """The seed of a client's ``index``-th chunk after a reset with ``seed`` (None: unseeded)."""
+    return None if seed is None else int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
 class PredictBatcher:
     """Runs ``policy.predict`` on batches of histories gathered from concurrent callers."""
 

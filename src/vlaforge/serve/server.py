@@ -25,21 +25,22 @@ from dataclasses import dataclass, field
 
 import google.protobuf
 import grpc
-import numpy as np
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from vlaforge import __version__, config as vconfig
 from vlaforge.policy.interface import ControlState, Policy
-from vlaforge.serve.batching import PolicyError, PredictBatcher
+from vlaforge.serve.batching import PolicyError, PredictBatcher, chunk_seed
 from vlaforge.serve.mapping import (GRPC_OPTIONS, MappingConfig, MappingError, action_to_proto,
                                     observation_from_proto)
+from vlaforge.serve.openpi import OpenpiConfig
 from vlaforge.serve.protos import lbm_policy_interface_pb2 as pb
 from vlaforge.serve.protos import lbm_policy_interface_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 50051
+PROTOCOLS = ("grpc", "openpi")
 ACTIVE_S = 1.0  # a client silent for longer is not waited for by a batch
 SERVICE_NAMES = [s.full_name for s in pb.DESCRIPTOR.services_by_name.values()]
 
@@ -52,9 +53,13 @@ class ServeConfig:
     max_batch: int = 8  # most histories in one predict call
     max_workers: int = 32  # gRPC handler threads (>= concurrent clients)
     client_timeout_s: float = 3600.0  # forget clients silent for this long
-    mapping: MappingConfig = field(default_factory=MappingConfig)
+    protocol: str = "grpc"  # grpc: LBM Eval's gRPC services; openpi: openpi's websocket + msgpack-numpy
+    mapping: MappingConfig = field(default_factory=MappingConfig)  # gRPC messages <-> policy
+    openpi: OpenpiConfig = field(default_factory=OpenpiConfig)  # openpi observation maps -> policy
 
     def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise vconfig.ConfigError(f"serve.protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
         for key in ("max_batch", "max_workers"):
             if getattr(self, key) < 1:
                 raise vconfig.ConfigError(f"serve.{key} must be at least 1, got {getattr(self, key)}")
@@ -65,11 +70,6 @@ class ServeConfig:
 
 def load_serve_config(preset: str = "tiny", overrides: str | list[str] | None = None) -> ServeConfig:
     return vconfig.load(ServeConfig, preset, overrides, section="serve")
-
-
-def chunk_seed(seed: int | None, index: int) -> int | None:
-    """The seed of a client's ``index``-th chunk after a reset with ``seed`` (None: unseeded)."""
-    return None if seed is None else int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
 @dataclass
@@ -236,6 +236,15 @@ class PolicyServer(grpc.Server):
         return self._server.wait_for_termination(timeout)
 
 
+def resolve_policy(policy: Policy | str, checkpoint_path: str | None = None) -> tuple[Policy, str]:
+    """``policy`` loaded when it is a spec (:func:`~vlaforge.policy.specs.load_policy`), and its checkpoint path."""
+    if isinstance(policy, str):
+        from vlaforge.policy.specs import load_policy
+
+        return load_policy(policy), checkpoint_path or policy
+    return policy, checkpoint_path or ""
+
+
 def serve_policy(policy: Policy | str, port: int = DEFAULT_PORT, host: str = "[::]",
                  config: ServeConfig | None = None, checkpoint_path: str | None = None) -> PolicyServer:
     """Start serving ``policy`` (a Policy or a spec for :func:`~vlaforge.policy.specs.load_policy`).
@@ -243,11 +252,7 @@ def serve_policy(policy: Policy | str, port: int = DEFAULT_PORT, host: str = "[:
     ``port=0`` picks a free port (read it from the result's ``port``). Health answers SERVING
     as soon as this returns. ``checkpoint_path`` defaults to the spec.
     """
-    if isinstance(policy, str):
-        from vlaforge.policy.specs import load_policy
-
-        checkpoint_path = checkpoint_path or policy
-        policy = load_policy(policy)
+    policy, checkpoint_path = resolve_policy(policy, checkpoint_path)
     config = config or ServeConfig()
     service = PolicyService(policy, config, checkpoint_path or "")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.max_workers,
