@@ -19,11 +19,12 @@ def bench_module(name: str):
 
 def test_llm_benchmark_models_have_the_same_shape():
     bench = bench_module("llm_throughput")
-    result = bench.bench_preset("tiny", steps=1, rounds=1, warmup=0)
+    result = bench.bench_preset("tiny", steps=1, rounds=1, warmup=0, levers=["plain"])
     cfg, seq_len, _ = bench.preset_shape("tiny")
     qk_norm_weights = 2 * (cfg.d_model // cfg.n_heads) * cfg.n_layers  # the only parameters Llama lacks
-    assert result["params"]["vlaforge"] - result["params"]["hf_llama"] == qk_norm_weights
-    assert result["tokens_per_s"]["vlaforge"] > 0 and result["ratio"] > 0
+    assert result["params"] - result["hf_params"] == qk_norm_weights
+    assert set(result["rows"]) == {"hf_llama", "plain", "preset"}
+    assert all(row["tokens_per_s"] > 0 and row["ratio"] > 0 for row in result["rows"].values())
     assert f"T={seq_len}" in result["shape"]
 
 
