@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 from foundation_util import LLM_OVERRIDES, VLAFORGE, cli_env
