@@ -58,7 +58,7 @@ def robotics_mixture(data_uri: str, mixture: list[MixtureSource], data_weight: f
                    not storage.exists(storage.join(source.uri, f))]
         if missing:
             raise FileNotFoundError(f"{key}: no preprocessed robotics dataset at {source.uri!r} (missing "
-                                    f"{', '.join(missing)}; expected a preprocess_robotics or lerobot_import output)")
+                                    f"{', '.join(missing)}; expected a preprocess_robotics output)")
         other = read_preprocessing_config(source.uri)
         for name in COMPATIBLE:
             if getattr(other, name) != getattr(cfg, name):
