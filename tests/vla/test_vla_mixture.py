@@ -12,6 +12,7 @@ import pytest
 import torch
 from synthetic_data import write_caption_shards, write_episodes
 
+from vlaforge.config import ConfigError, load
 from vlaforge.data.mixture import MixtureSource
 from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
 from vlaforge.models.llm import LLMConfig
@@ -22,6 +23,7 @@ from vlaforge.robotics.mixture import (combine_stats, in_memory_mixture, in_memo
 from vlaforge.robotics.preprocess import preprocess
 from vlaforge.robotics.stats import read_stats
 from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
+from vlaforge.stages.vla_finetune import VLAStageConfig
 from vlaforge.stages.vla_finetune import run as vla_run
 from vlaforge.stages.vlm_pretrain import VLMStageConfig, vlm_pretrain
 from vlaforge.train.config import TrainConfig
@@ -192,3 +194,12 @@ def test_the_vla_stage_trains_on_a_two_source_mixture(data, vlm, tmp_path, extra
     np.testing.assert_allclose(normalizer["fields"]["action"]["center"], bundle_stats["action"]["mean"], rtol=1e-6)
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["mixture"] == [{"uri": b, "weight": 1.0}] and config["data_weight"] == 3.0
+
+
+def test_the_mixture_is_a_typed_preset_setting(tmp_path):
+    preset = tmp_path / "mixed.yaml"
+    preset.write_text("extends: tiny\nvla:\n  data_weight: 2\n  mixture:\n    - {uri: s3://b/lerobot, weight: 0.5}\n")
+    cfg = load(VLAStageConfig, str(preset), None, "vla")
+    assert cfg.data_weight == 2.0 and cfg.mixture == [MixtureSource("s3://b/lerobot", 0.5)]
+    with pytest.raises(ConfigError, match="mixture"):
+        load(VLAStageConfig, str(preset), "mixture=[{uri: s3://b/x, wieght: 1}]", "vla")
