@@ -52,7 +52,9 @@ MODEL_KINDS = {"llm", "vlm", "hf_vlm", "vla"}
 _MARKERS = [("tokenize_stats.json", "tokenized"), ("episodes.jsonl", "episodes"),
             ("recording_report.json", "episodes"), ("preprocessing_config.yaml", "robotics"),
             ("splits.json", "robotics"), ("report.html", "report"), ("tables.md", "report"),
-            ("manifest.jsonl", "captions")]
+            ("manifest.jsonl", "captions"),
+            # folders a stage writes before its marker file: the partial output of a run that failed
+            ("episodes", "episodes"), ("train", "robotics")]
 
 
 class ArtifactError(ValueError):
@@ -65,12 +67,12 @@ def label(kind: str) -> str:
 
 def _entries(uri: str) -> list[str] | None:
     """Names directly under ``uri``; None when nothing is there; raises when ``uri`` is a file."""
-    fs, path = storage.filesystem(uri)
-    if not fs.exists(path):
+    if not storage.exists(uri):
         return None
-    if not fs.isdir(path):
-        raise ArtifactError(f"{uri} is a file, not a folder")
-    return storage.listdir(uri)
+    try:
+        return storage.listdir(uri)
+    except FileNotFoundError as err:
+        raise ArtifactError(f"{uri} is a file, not a folder") from err
 
 
 def _config_kind(config_uri: str) -> str:
@@ -135,7 +137,8 @@ def probe_writable(uri: str) -> None:
             for created in missing:
                 os.rmdir(created)
     except (OSError, RuntimeError) as err:
-        raise ArtifactError(f"output {uri} is not writable: {getattr(err, 'strerror', None) or err}") from err
+        cause = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.strerror else err
+        raise ArtifactError(f"output {uri} is not writable ({cause})") from err
 
 
 def _clear(uri: str) -> None:

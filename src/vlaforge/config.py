@@ -46,24 +46,24 @@ class Limit:
 
 
 POSITIVE, NON_NEGATIVE, FRACTION = Limit(0, low_open=True), Limit(0), Limit(0, 1)
-# Ranges of numeric settings by key name, wherever the key appears (every stage section, serve, analysis).
+# Ranges of numeric settings by key name, wherever the key appears (every stage section, serve, analysis);
+# a config class checks what depends on other keys (and serve its own limits) in __post_init__/validate.
 LIMITS: dict[str, Limit] = {
     **dict.fromkeys(["lr", "global_batch_size", "micro_batch_size", "val_every", "ckpt_every", "log_every",
                      "ckpt_retries", "d_model", "n_heads", "n_layers", "patch_size", "pixel_shuffle", "mlp_ratio",
                      "mlp_width", "map_channels", "norm_eps", "rope_theta", "max_seq_len", "seq_len",
                      "samples_per_shard", "flow_steps", "execute_steps", "last_k_layers", "future_steps",
                      "max_caption_tokens", "max_expert_steps", "scenes_per_task", "episodes_per_task",
-                     "max_batch", "max_workers", "client_timeout_s", "external_timeout_s", "video_fps",
+                     "external_timeout_s", "video_fps",
                      "action_scale"], POSITIVE),
     **dict.fromkeys(["max_steps", "budget_tokens", "budget_samples", "max_minutes", "warmup_steps",
                      "weight_decay", "grad_clip", "num_threads", "val_batches", "keep_checkpoints", "seed",
                      "workers", "num_workers", "image_size", "shuffle_buffer", "image_shift", "d_ff", "n_kv_heads",
                      "vocab_size", "proprio_dim", "action_dim", "action_noise", "max_sample_size_per_model",
                      "videos_per_task", "steps_after_success", "data_weight", "past_steps", "min_frequency",
-                     "batch_window_ms", "gripper_open"], NON_NEGATIVE),
+                     "gripper_open"], NON_NEGATIVE),
     **dict.fromkeys(["min_lr_ratio", "val_fraction", "robot_fraction"], FRACTION),
     **dict.fromkeys(["beta1", "beta2", "ema_decay"], Limit(0, 1, high_open=True)),
-    "alpha": Limit(0, 1, low_open=True, high_open=True),
     "jpeg_quality": Limit(1, 100),
     "policy_port": Limit(1, 65535),
     "port": Limit(1, 65535),
