@@ -61,7 +61,7 @@ LIMITS: dict[str, Limit] = {
                      "workers", "num_workers", "image_size", "shuffle_buffer", "image_shift", "d_ff", "n_kv_heads",
                      "vocab_size", "proprio_dim", "action_dim", "action_noise", "max_sample_size_per_model",
                      "videos_per_task", "steps_after_success", "data_weight", "past_steps", "min_frequency",
-                     "gripper_open"], NON_NEGATIVE),
+                     "gripper_open", "weight"], NON_NEGATIVE),
     **dict.fromkeys(["min_lr_ratio", "val_fraction", "robot_fraction"], FRACTION),
     **dict.fromkeys(["beta1", "beta2", "ema_decay"], Limit(0, 1, high_open=True)),
     "jpeg_quality": Limit(1, 100),
