@@ -221,7 +221,7 @@ def check_input(uri: str, kinds: str | tuple[str, ...], role: str) -> str:
     wanted = " or ".join(label(k) for k in kinds)
     kind = artifact_kind(uri)
     if kind is None:
-        raise ArtifactError(f"{role} {uri}: nothing there (expected {wanted})")
+        raise FileNotFoundError(f"{role} {uri}: nothing there (expected {wanted})")
     if kind not in kinds:
         held = "files that are no vlaforge artifact" if kind == UNKNOWN else label(kind)
         raise ArtifactError(f"{role} {uri} holds {held}, expected {wanted}")
