@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 EXISTING_ENV = "VLAFORGE_EXISTING_OUTPUT"
 POLICIES = ("resume", "overwrite")
 UNKNOWN = "unknown"
+TRAINING = "training"  # checkpoints whose model config cannot be read yet: any training stage's own
 KINDS = {
     "tokenized": "a tokenized dataset (tokenize)",
     "llm": "an LLM model (llm_pretrain)",
@@ -42,6 +43,7 @@ KINDS = {
     "robotics": "robotics training shards (preprocess_robotics)",
     "rollouts": "rollout results (sim_eval)",
     "report": "an analysis report (step_analysis)",
+    "training": "an unfinished training run (checkpoints only)",
 }
 STAGE_KINDS = {"tokenize": "tokenized", "llm_pretrain": "llm", "vlm_pretrain": "vlm", "hf_vlm": "hf_vlm",
                "vla_finetune": "vla", "caption_data": "captions", "record_demos": "episodes",
@@ -91,10 +93,13 @@ def artifact_kind(uri: str) -> str | None:
     names = set(entries)
     if "config.json" in names:
         return _config_kind(storage.join(uri, "config.json"))
-    latest = storage.join(uri, "checkpoints", "latest.json")
-    if "checkpoints" in names and storage.exists(latest):  # a training stage that has not finished yet
-        step_dir = json.loads(storage.read_text(latest))["path"]
-        return _config_kind(storage.join(uri, "checkpoints", step_dir, "config.json"))
+    if "checkpoints" in names:  # a training stage that has not finished yet
+        latest = storage.join(uri, "checkpoints", "latest.json")
+        if storage.exists(latest):
+            step_config = storage.join(uri, "checkpoints", json.loads(storage.read_text(latest))["path"], "config.json")
+            if storage.exists(step_config):
+                return _config_kind(step_config)
+        return TRAINING
     if "tokenizer" in names and "train" in names:
         return "tokenized"
     for marker, kind in _MARKERS:
@@ -164,6 +169,8 @@ def check_output(uri: str, stage: str, existing: str | None = None) -> str:
         shown = ", ".join(storage.listdir(uri)[:5])
         raise ArtifactError(f"output {uri} is not empty and holds no vlaforge artifact ({shown}); "
                             f"{stage} writes only into an empty folder or over its own output")
+    if kind == TRAINING and want in MODEL_KINDS:
+        kind = want
     if kind != want:
         raise ArtifactError(f"output {uri} holds {label(kind)}; {stage} never writes over another stage's "
                             f"artifact: choose another output")

@@ -65,8 +65,7 @@ LIMITS: dict[str, Limit] = {
     **dict.fromkeys(["min_lr_ratio", "val_fraction", "robot_fraction"], FRACTION),
     **dict.fromkeys(["beta1", "beta2", "ema_decay"], Limit(0, 1, high_open=True)),
     "jpeg_quality": Limit(1, 100),
-    "policy_port": Limit(1, 65535),
-    "port": Limit(1, 65535),
+    "policy_port": Limit(0, 65535),  # 0: any free port
 }
 
 

@@ -113,6 +113,10 @@ def test_unfinished_training_output_is_its_stages_own(upstream, tmp_path):
     assert artifact_kind(str(out)) == "llm" and check_output(str(out), "llm_pretrain") == "resume"
     with pytest.raises(ArtifactError, match="holds an LLM model"):
         check_output(str(out), "vlm_pretrain")
+    (out / "checkpoints" / "latest.json").unlink()  # stopped between a checkpoint's files and its pointer
+    assert artifact_kind(str(out)) == "training" and check_output(str(out), "vla_finetune") == "resume"
+    with pytest.raises(ArtifactError, match="holds an unfinished training run"):
+        check_output(str(out), "tokenize")
 
 
 def test_component_policy_from_the_environment(upstream, tmp_path, monkeypatch):

@@ -55,8 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except (ConfigError, OSError, ValueError, RuntimeError, FloatingPointError) as err:
-        if args.verbose:
-            raise
         print(f"vlaforge {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - no raw traceback for a user; -v shows it
