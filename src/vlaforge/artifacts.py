@@ -194,14 +194,13 @@ def _require(uri: str, *names: str) -> None:
 
 def _check_complete(uri: str, kind: str) -> None:
     if kind in MODEL_KINDS:
-        folders = [uri] + ([storage.join(uri, "hf")] if kind == "hf_vlm" else [])
-        weights = [storage.join(f, n) for f in folders for n in storage.listdir(f) if n.endswith(".safetensors")]
-        if kind != "hf_vlm":
-            _require(uri, "model.safetensors")
+        weights_dir = storage.join(uri, "hf") if kind == "hf_vlm" else uri  # hf_vlm: Hugging Face files
+        _require(uri, "hf" if kind == "hf_vlm" else "model.safetensors")
         if kind == "vla":
             _require(uri, "normalizer.json", "preprocessing_config.yaml")
-        for path in weights:
-            check_safetensors(path)
+        for name in storage.listdir(weights_dir):
+            if name.endswith(".safetensors"):
+                check_safetensors(storage.join(weights_dir, name))
     elif kind == "tokenized":
         _require(uri, "tokenizer")
         check_shards(storage.join(uri, "train"))

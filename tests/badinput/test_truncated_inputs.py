@@ -151,3 +151,18 @@ def test_truncated_input_is_refused_up_front(case, upstream, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(culprit) in err, err
     assert tree_hashes(tmp_path) == before  # nothing written, not even the output folder
+
+
+def test_hugging_face_model_weights_are_checked(tmp_path):
+    folder = tmp_path / "hf_vlm"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"kind": "hf_vlm"}')
+    with pytest.raises(IncompleteFileError, match="hf_vlm/hf: missing"):
+        check_input(str(folder), "hf_vlm", "backbone")
+    (folder / "hf").mkdir()
+    weights = folder / "hf" / "model.safetensors"
+    save_file({"w": torch.zeros(32, 32)}, str(weights))
+    assert check_input(str(folder), ("vlm", "hf_vlm"), "backbone") == "hf_vlm"
+    _cut(weights, 200)
+    with pytest.raises(IncompleteFileError, match=f"{weights}: truncated safetensors"):
+        check_input(str(folder), ("vlm", "hf_vlm"), "backbone")
