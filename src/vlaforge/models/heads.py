@@ -126,6 +126,8 @@ class MLPActionHead(_FlowMLP):
             raise ValueError("expert.image_tokens is for expert.head=transformer; the mlp head reads its own "
                              "feature maps of the images")
         n_views, image_size = views
+        if cfg.map_channels < 1:
+            raise ValueError(f"expert.head=mlp needs expert.map_channels >= 1, got {cfg.map_channels}")
         if image_size % 8:
             raise ValueError(f"expert.head=mlp needs an image size divisible by 8, got {image_size}")
         super().__init__(cfg, n_views * cfg.map_channels * (image_size // 8) ** 2 + cfg.last_k_layers * cond_dim,
