@@ -110,7 +110,7 @@ class StageConsole:
 
     def __enter__(self) -> StageConsole:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._pipeline_log = self.log_path("pipeline").open("a")
+        self._pipeline_log = self.log_path("pipeline").open("a", buffering=1)
         self._stream = _Lines(self._line)
         self._saved = sys.stdout, sys.stderr, logging.root.handlers[:], logging.root.level
         handler = logging.StreamHandler(self._stream)
@@ -161,7 +161,7 @@ class StageConsole:
     def _begin(self, task: str) -> None:
         self._task, self._started, self._output_file, self._shown_percent = task, time.perf_counter(), None, ""
         self._done += 1
-        self._file = self.log_path(task).open("w")
+        self._file = self.log_path(task).open("w", buffering=1)
         if self._live:
             self._print(self._running())
 

@@ -52,12 +52,10 @@ def caption(model: str, task: str, index: int, record: dict | None) -> str:
     return " · ".join(parts + [outcome])
 
 
-def _demoted(tables_md: str) -> str:
-    """The analysis tables without their title, every heading one level down."""
+def _untitled(tables_md: str) -> str:
+    """The analysis tables (``tables.md``) without their title line."""
     lines = tables_md.splitlines()
-    if lines and lines[0].startswith("# "):
-        lines = lines[1:]
-    return "\n".join("#" + line if line.startswith("#") else line for line in lines).strip() + "\n"
+    return "\n".join(lines[1:] if lines and lines[0].startswith("# ") else lines).strip() + "\n"
 
 
 def write_results_doc(details_uri: str, result_uris: list[str], out_dir: str, title: str, note: str = "",
@@ -80,7 +78,7 @@ def write_results_doc(details_uri: str, result_uris: list[str], out_dir: str, ti
              f"sequential test's verdict of {policy} against each other model.", "",
              to_markdown(headline_table(details_uri, policy)), ""]
     parts += [f"![{name}]({name})" for name in plots] + [""]
-    parts += [_demoted(storage.read_text(storage.join(details_uri, "tables.md"))), "## Episodes", ""]
+    parts += [_untitled(storage.read_text(storage.join(details_uri, "tables.md"))), "## Episodes", ""]
     for name, match in strips:
         model, task, index = match[1], match[2], int(match[3])
         text = caption(model, task, index, records.get((model, task, index)))
