@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import logging
 import os
 import sys
 import time
@@ -80,6 +81,7 @@ def run_embedded(preset: str, overrides: list[str], root: str = "runs", fresh: b
     stages' logs under ``<root>/logs/<time>/``, then the report's path and the headline table."""
     from kfp import local
 
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL's import-time notice, not the run's
     from pipelines.full import STAGE_SECTIONS, full_pipeline
 
     out = out or sys.stdout
@@ -100,7 +102,8 @@ def run_embedded(preset: str, overrides: list[str], root: str = "runs", fresh: b
             raise RuntimeError(f"{err}; logs of the failed stage(s): "
                                f"{', '.join(str(console.log_path(t)) for t in console.failed)}") from err
     report = summarize(run, time.perf_counter() - start)
-    out.write(f"\npipeline finished in {report['pipeline_seconds']:.0f} s\nreport: {report['report']}\n")
+    out.write(f"\npipeline finished in {report['pipeline_seconds']:.0f} s\nreport: {report['report']}\n"
+              f"tables, plots and episode strips: {report['details']}\n")
     if report["headline"]:
         out.write("\n" + to_text(report["headline"]) + "\n")
     out.flush()
