@@ -86,5 +86,7 @@ def test_key_figures_from_executor_output(tmp_path):
     metadata = output_metadata(executor_output)
     assert "kind" not in metadata
     assert key_figures("sim-eval", metadata) == "button-press-topdown-v3 100%, drawer-open-v3 50%"
+    baselines = {"expert/success_rate": 1.0, "expert/drawer-open-v3/success_rate": 1.0, "random/success_rate": 0.0}
+    assert key_figures("sim-eval-baselines", baselines) == "expert 100%, random 0%"
     assert key_figures("no-such-stage", metadata) == ""
     assert output_metadata(tmp_path / "missing.json") == {}

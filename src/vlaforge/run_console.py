@@ -10,7 +10,6 @@ the line of the running task shows its latest progress-bar percentage.
 
 from __future__ import annotations
 
-import fnmatch
 import io
 import json
 import logging
@@ -27,7 +26,8 @@ _CACHED = re.compile(r"Task ([\w.-]+) cache hit")
 _OUTPUT_FILE = re.compile(r'"outputFile": "([^"]+)"')
 _PERCENT = re.compile(r"(\d+)%\|")
 
-# task -> (metadata key or glob, format of "{key}" and "{value}") of the figures shown on its line
+# task -> (metadata key as a regular expression, format of its "{name}" group and "{value}") of the figures
+# shown on its line
 FIGURES: dict[str, list[tuple[str, str]]] = {
     "tokenize": [("train_samples", "{value:.0f} training sequences")],
     "llm-pretrain": [("steps", "{value:.0f} steps"), ("final_val_loss", "val loss {value:.3f}")],
@@ -36,21 +36,19 @@ FIGURES: dict[str, list[tuple[str, str]]] = {
     "record-demos": [("kept", "{value:.0f} demos kept"), ("success_rate", "expert success {value:.0%}")],
     "preprocess-robotics": [("train_samples", "{value:.0f} training samples")],
     "vla-finetune": [("steps", "{value:.0f} steps"), ("final_val_loss", "val loss {value:.3f}")],
-    "sim-eval": [("*/success_rate", "{key} {value:.0%}")],
-    "sim-eval-baselines": [("*/success_rate", "{key} {value:.0%}")],
-    "step-analysis": [("*.balanced_pct", "{key} {value:.0f}%")],
+    "sim-eval": [(r"(?P<name>[^/]+)/success_rate", "{name} {value:.0%}")],  # per task
+    "sim-eval-baselines": [(r"(?P<name>[^/]+)/success_rate", "{name} {value:.0%}")],  # per baseline
+    "step-analysis": [(r"(?P<name>[^.]+)\.balanced_pct", "{name} {value:.0f}%")],
 }
 
 
 def key_figures(task: str, metadata: dict[str, float]) -> str:
-    """The figures of ``task`` found in ``metadata``, comma-separated (a glob's ``{key}`` is the key
-    without its last part: ``drawer-open-v3/success_rate`` -> ``drawer-open-v3``)."""
+    """The figures of ``task`` found in ``metadata``, comma-separated."""
     shown = []
     for pattern, fmt in FIGURES.get(task, []):
-        for key in sorted(fnmatch.filter(metadata, pattern)):
-            value = metadata[key]
-            if isinstance(value, (int, float)):
-                shown.append(fmt.format(key=re.split(r"[/.]", key)[0], value=value))
+        for key in sorted(metadata):
+            if (match := re.fullmatch(pattern, key)) and isinstance(metadata[key], (int, float)):
+                shown.append(fmt.format(value=metadata[key], **match.groupdict()))
     return ", ".join(shown)
 
 
