@@ -35,7 +35,7 @@ FIGURES: dict[str, list[tuple[str, str]]] = {
     "vlm-pretrain": [("steps", "{value:.0f} steps"), ("final_val_loss", "val loss {value:.3f}")],
     "record-demos": [("kept", "{value:.0f} demos kept"), ("success_rate", "expert success {value:.0%}")],
     "preprocess-robotics": [("train_samples", "{value:.0f} training samples")],
-    "vla-finetune": [("steps", "{value:.0f} steps"), ("final_val_loss", "val loss {value:.3f}")],
+    "vla-finetune": [("steps", "{value:.0f} steps"), ("final_loss", "loss {value:.3f}")],
     "sim-eval": [(r"(?P<name>[^/]+)/success_rate", "{name} {value:.0%}")],  # per task
     "sim-eval-baselines": [(r"(?P<name>[^/]+)/success_rate", "{name} {value:.0%}")],  # per baseline
     "step-analysis": [(r"(?P<name>[^.]+)\.balanced_pct", "{name} {value:.0f}%")],

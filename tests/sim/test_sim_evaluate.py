@@ -28,8 +28,9 @@ def _results(root: Path, model: str, task_dir: str) -> list[dict]:
 
 
 def test_expert_succeeds_and_random_fails(tmp_path):
-    reports = run_baselines("expert,random", "tiny", ["tasks=[reach-v3, push-v3]", "image_size=32", "workers=0",
-                                                      "videos_per_task=0"], str(tmp_path), episodes="0:4")
+    overrides = ["tasks=[reach-v3, push-v3]", "image_size=32", "max_sample_size_per_model=200", "workers=0",
+                 "videos_per_task=0"]
+    reports = run_baselines("expert,random", "tiny", overrides, str(tmp_path), episodes="0:4")
     for task in ("reach-v3", "push-v3"):
         assert reports["expert"]["tasks"][task]["success_rate"] >= 0.75
         assert reports["random"]["tasks"][task]["success_rate"] <= 0.25
