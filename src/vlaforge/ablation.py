@@ -27,6 +27,7 @@ import logging
 import time
 
 from vlaforge import storage
+from vlaforge.analysis import results_doc
 from vlaforge.analysis.summary import clopper_pearson
 from vlaforge.config import load, split_overrides
 from vlaforge.run import resolve
@@ -183,17 +184,17 @@ def results_markdown(record: dict) -> str:
                "minutes each run reached are listed per repeat. Brackets: 95% Clopper-Pearson interval of the "
                "pooled episodes. random-init: the same architecture with random LLM and VLM weights; "
                f"{SWAPPED}: the pretrained policies with every task's instruction replaced by the next task's. "
-               "STEP comparisons (Bonferroni) are in tables.md.")
+               "STEP comparisons (Bonferroni): the step_analysis tables (tables.md, and below on a results page).")
     return "\n".join(["*" + caption + "*", "", *lines]) + "\n"
 
 
 def write_results_doc(out: str, doc_dir: str) -> None:
-    """``docs/results/<name>/``: the ablation table with its caption (``ablation.md``), the step_analysis
-    tables and plots, and ``ablation.json``, all generated from the ablation's results in ``out``."""
+    """``docs/results/<name>/``: the results page of :mod:`vlaforge.analysis.results_doc` (headline, STEP
+    tables, plots; ``README.md``) plus the ablation's table and caption (``ablation.md``) and
+    ``ablation.json``, all generated from the ablation's results in ``out``."""
     record = json.loads(storage.read_text(storage.join(out, "ablation.json")))
-    storage.write_text(storage.join(doc_dir, "ablation.md"), results_markdown(record))
+    table = results_markdown(record)
+    storage.write_text(storage.join(doc_dir, "ablation.md"), table)
     storage.write_bytes(storage.join(doc_dir, "ablation.json"), storage.read_bytes(storage.join(out, "ablation.json")))
-    analysis = storage.join(out, "analysis")
-    for name in storage.listdir(analysis):
-        if name == "tables.md" or name.startswith("plot_"):
-            storage.write_bytes(storage.join(doc_dir, name), storage.read_bytes(storage.join(analysis, name)))
+    results_doc.write_results_doc(storage.join(out, "analysis"), [storage.join(out, "rollouts")], doc_dir,
+                                  f"Ablation: {record['preset']}", note=table, policy="pretrained")
