@@ -22,6 +22,7 @@ def test_pooled_repeats_give_intervals_and_spread():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # upstream stages + 4 trainings + 5 evaluations + STEP
 def test_ablation_on_the_tiny_preset(tmp_path, capsys):
     out, doc = tmp_path / "ablation", tmp_path / "doc"
     args = ["ablation", "--preset", "tiny", "--out", str(out), "--repeats", "2", "--results-doc", str(doc),
