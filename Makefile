@@ -9,7 +9,7 @@ SYSTEM_PACKAGES := libosmesa6 chromium g++
 export MUJOCO_GL ?= osmesa
 export PYOPENGL_PLATFORM ?= osmesa
 
-.PHONY: setup run test test-e2e bench compile images golden test-containers clean chart test-chart openpi-venv \
+.PHONY: setup run ablation test test-e2e bench compile images golden test-containers clean chart test-chart openpi-venv \
 	lerobot-fixtures
 
 $(STAMP): pyproject.toml
@@ -22,6 +22,13 @@ setup: $(STAMP)
 
 run: setup
 	$(VENV)/bin/vlaforge run --preset $(PRESET) $(if $(SET),$(foreach s,$(SET),--set $(s)))
+
+# The pretraining ablation (docs/experiments/metaworld4.md): preset vs random-init VLM vs swapped instructions.
+ABLATION_PRESET ?= metaworld4
+REPEATS ?= 3
+ablation: setup
+	$(VENV)/bin/vlaforge ablation --preset $(ABLATION_PRESET) --repeats $(REPEATS) --out runs/ablation-$(ABLATION_PRESET) \
+	  --results-doc docs/results/$(ABLATION_PRESET)-ablation $(if $(SET),$(foreach s,$(SET),--set $(s)))
 
 test: setup
 	$(PY) -m pytest -q

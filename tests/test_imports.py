@@ -3,8 +3,8 @@
 Every module of ``vlaforge`` is parsed (its import statements, function-local ones included, since
 they run too): the graph of imports between vlaforge modules has no cycle, and no library module
 imports a stage, a component or a pipeline. Front ends may: ``vlaforge.stages`` (the stage entry
-points), ``vlaforge.cli`` (the command line) and ``vlaforge.run`` (``vlaforge run``, which runs
-pipelines/ on kfp.local).
+points), ``vlaforge.cli`` (the command line), ``vlaforge.run`` (``vlaforge run``, which runs
+pipelines/ on kfp.local) and ``vlaforge.ablation`` (``vlaforge ablation``, which runs stages).
 
 An edge goes to the module named: ``from vlaforge.policy import Policy`` depends on
 ``vlaforge.policy`` (its ``__init__``), ``from vlaforge.policy.interface import Policy`` on
@@ -19,7 +19,7 @@ import pkgutil
 
 import vlaforge
 
-FRONT_ENDS = ("vlaforge.stages", "vlaforge.cli", "vlaforge.run")
+FRONT_ENDS = ("vlaforge.stages", "vlaforge.cli", "vlaforge.run", "vlaforge.ablation")
 UPPER_FLOORS = ("vlaforge.stages", "components", "pipelines")
 
 

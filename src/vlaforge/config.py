@@ -51,7 +51,7 @@ POSITIVE, NON_NEGATIVE, FRACTION = Limit(0, low_open=True), Limit(0), Limit(0, 1
 LIMITS: dict[str, Limit] = {
     **dict.fromkeys(["lr", "global_batch_size", "micro_batch_size", "val_every", "ckpt_every", "log_every",
                      "ckpt_retries", "d_model", "n_heads", "n_layers", "patch_size", "pixel_shuffle", "mlp_ratio",
-                     "mlp_width", "map_channels", "norm_eps", "rope_theta", "max_seq_len", "seq_len",
+                     "mlp_width", "norm_eps", "rope_theta", "max_seq_len", "seq_len",
                      "samples_per_shard", "flow_steps", "execute_steps", "last_k_layers", "future_steps",
                      "max_caption_tokens", "max_expert_steps", "scenes_per_task", "episodes_per_task",
                      "external_timeout_s", "video_fps",
@@ -61,7 +61,7 @@ LIMITS: dict[str, Limit] = {
                      "workers", "num_workers", "image_size", "shuffle_buffer", "image_shift", "d_ff", "n_kv_heads",
                      "vocab_size", "proprio_dim", "action_dim", "action_noise", "max_sample_size_per_model",
                      "videos_per_task", "steps_after_success", "data_weight", "past_steps", "min_frequency",
-                     "gripper_open", "weight"], NON_NEGATIVE),
+                     "gripper_open", "weight", "map_channels"], NON_NEGATIVE),  # map_channels 0: vlm_mlp reads raw states
     **dict.fromkeys(["min_lr_ratio", "val_fraction", "robot_fraction"], FRACTION),
     **dict.fromkeys(["beta1", "beta2", "ema_decay"], Limit(0, 1, high_open=True)),
     "jpeg_quality": Limit(1, 100),

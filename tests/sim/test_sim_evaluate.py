@@ -147,3 +147,41 @@ def test_policy_eval_command_prints_success_with_clopper_pearson_intervals(tmp_p
     zero = out[4].split()
     assert zero[:4] == ["reach-v3", "0/2", "=", "0.0%"] and "95% CI [ 0.0%, 84.2%]" in out[4]  # exact binomial
     assert (tmp_path / "p1-zero").is_dir()  # results kept, one model folder per policy
+
+
+class _InstructionRecorder:
+    """A policy that stands still and records the instructions it was given."""
+
+    name, n_obs_steps, execute_steps = "recorder", 1, 1
+
+    def __init__(self):
+        self.seen: set[str] = set()
+
+    def predict(self, histories, seed=None):
+        self.seen.update(h[-1].instruction for h in histories)
+        return [np.zeros((1, 4), np.float32) for _ in histories]
+
+
+def test_test_split_is_recorded_and_kept_apart_from_eval(tmp_path):
+    rep = run("baseline:zero", "tiny", ["workers=0", "videos_per_task=0", "split=test", "cameras=[corner]"],
+              str(tmp_path), "zero", episodes="0:2")
+    assert rep["split"] == "test"
+    entries = _results(tmp_path, "zero", "ReachV3")
+    assert [e["split"] for e in entries] == ["test", "test"]
+    assert [e["seed"] for e in entries] == [sim_env.episode_seed("reach-v3", i, "test") for i in (0, 1)]
+    with pytest.raises(ValueError, match="test-split episodes; this evaluation uses the eval split"):
+        evaluate("baseline:zero", _cfg(episodes="2:4"), str(tmp_path), "zero")
+    with pytest.raises(ValueError, match="sim_eval.split must be 'eval' or 'test'"):
+        evaluate("baseline:zero", _cfg(split="train"), str(tmp_path), "other")
+
+
+def test_swapped_instructions_reach_the_policy():
+    from vlaforge.sim.evaluate import EpisodeJob, run_episode, swapped_instructions
+
+    swap = swapped_instructions(["reach-v3", "push-v3"])
+    assert swap == {"reach-v3": sim_env.TASKS["push-v3"].instruction, "push-v3": sim_env.TASKS["reach-v3"].instruction}
+    policy = _InstructionRecorder()
+    run_episode(policy, EpisodeJob("reach-v3", 0, ("corner",), 32, 3, "eval", swap["reach-v3"]))
+    assert policy.seen == {sim_env.TASKS["push-v3"].instruction}
+    with pytest.raises(ValueError, match="swap_instructions needs at least two"):
+        evaluate("baseline:zero", _cfg(swap_instructions=True), "unused", "zero")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vlaforge.models.heads import ActionExpert, ActionExpertConfig, MLPActionHead
+from vlaforge.models.heads import ActionExpert, ActionExpertConfig, MLPActionHead, VLMFeatureHead
 from vlaforge.models.hf_vlm import HFVLMBackbone
 from vlaforge.models.registry import BACKBONES, HEADS, Registry
 from vlaforge.models.vla import VLA, load_backbone
@@ -14,8 +14,9 @@ from vlaforge.models.vlm_backbone import VLMBackbone
 def test_built_in_backbones_and_heads_resolve_by_name():
     assert BACKBONES.names() == ["hf_vlm", "vlm"]
     assert BACKBONES.get("vlm") is VLMBackbone and BACKBONES.get("hf_vlm") is HFVLMBackbone
-    assert HEADS.names() == ["mlp", "transformer"]
+    assert HEADS.names() == ["mlp", "transformer", "vlm_mlp"]
     assert HEADS.get("transformer") is ActionExpert and HEADS.get("mlp") is MLPActionHead
+    assert HEADS.get("vlm_mlp") is VLMFeatureHead
 
 
 def test_a_registered_class_is_found_and_a_name_is_taken_once():
@@ -34,7 +35,7 @@ def test_a_registered_class_is_found_and_a_name_is_taken_once():
 
 
 def test_an_unknown_head_lists_the_known_ones():
-    with pytest.raises(ValueError, match="unknown expert head 'conv'; known: mlp, transformer"):
+    with pytest.raises(ValueError, match="unknown expert head 'conv'; known: mlp, transformer, vlm_mlp"):
         VLA(None, ActionExpertConfig(head="conv"), 4, 4, 1, 4)
 
 

@@ -220,7 +220,8 @@ def test_cached_backbone_states_are_the_backbones_own(trained):
     model = build_vla(backbone, ActionExpertConfig(head="mlp", mlp_width=32, map_channels=4, last_k_layers=1),
                       read_preprocessing_config(str(root / "robo")), freeze_backbone=True)
     samples = InMemorySamples(str(root / "robo"))
-    samples.add_column("backbone_states", precompute_backbone_states(model, samples, batch_size=7))
+    for name, values in precompute_backbone_states(model, samples, batch_size=7).items():
+        samples.add_column(name, values)
     batch = next(samples.batches(5, seed=3))
     cached = model.backbone_states(batch)
     computed = model.backbone_states({k: v for k, v in batch.items() if k != "backbone_states"})
@@ -231,3 +232,46 @@ def test_cached_backbone_states_are_the_backbones_own(trained):
     with pytest.raises(ValueError, match="cache_backbone_states needs vla.data_in_memory"):
         vla_finetune(VLAStageConfig(cache_backbone_states=True, freeze_backbone=True), str(root / "vlm"),
                      str(root / "robo"), str(root / "never"))
+
+
+def test_vlm_head_sees_only_through_the_vlm_and_trains_the_action_token(trained, tmp_path):
+    """expert.head=vlm_mlp: no image encoder of its own (ViT patch states + LLM image-token states +
+    action-token states); over a frozen backbone with cached ViT states its loss falls, it beats the
+    mean action, and the <|action|> embedding (that row alone) trains."""
+    root, _ = trained
+    backbone, _ = load_backbone(str(root / "vlm"), freeze=True)
+    token = backbone.action_token_id
+    before = backbone.vlm.llm.embed.weight.detach().clone()
+    expert = ActionExpertConfig(head="vlm_mlp", mlp_width=128, map_channels=8, last_k_layers=1,
+                                prediction="actions", train_action_token=True)
+    cfg = VLAStageConfig(expert=expert, freeze_backbone=True, data_in_memory=True, cache_backbone_states=True,
+                         train=_train_cfg(150, lr=2e-3, batch=32))
+    summary = vla_finetune(cfg, str(root / "vlm"), str(root / "robo"), str(tmp_path / "vlm_mlp"))
+    assert summary["final_val_loss"] < 0.5 * summary["initial_val_loss"], summary
+    model, config = load_vla(str(tmp_path / "vlm_mlp"))
+    assert config["expert"]["head"] == "vlm_mlp"
+    assert not any("encoder" in name for name, _ in model.expert.named_parameters())
+    after = model.backbone.vlm.llm.embed.weight.detach()
+    changed = (after - before).abs().sum(1) > 0
+    assert changed.nonzero().flatten().tolist() == [token]  # the action token's row, nothing else
+    err_model, err_mean = _sample_error(model, root)
+    assert err_model < 0.7 * err_mean, (err_model, err_mean)
+
+    # Gradients of the loss reach the action-token embedding through the frozen LLM, and only that row.
+    train_model = build_vla(backbone, expert, read_preprocessing_config(str(root / "robo")), freeze_backbone=True)
+    batch = next(iter(make_loader(str(root / "robo"), 8, 0)))
+    train_model.loss(batch).backward()
+    grad = backbone.vlm.llm.embed.weight.grad
+    assert grad[token].abs().sum() > 0 and grad.abs().sum() == grad[token].abs().sum()
+    assert all(p.grad is None for n, p in backbone.named_parameters() if "embed" not in n)
+    n_vit, n_llm = 2 * (32 // 8) ** 2, 2 * backbone.vlm.vit.cfg.tokens_per_image
+    assert train_model.condition(batch).shape == (8, (n_vit + n_llm) * 8 + backbone.hidden_size)
+
+    # Cached ViT states (float16) give the conditioning the backbone computes itself.
+    cached = train_model.cacheable_states(batch)
+    assert set(cached) == {"vision_states"} and cached["vision_states"].dtype == torch.float16
+    torch.testing.assert_close(train_model.condition({**batch, **cached}), train_model.condition(batch),
+                               rtol=1e-2, atol=1e-2)
+    with pytest.raises(ValueError, match="vision_features='pixels'"):
+        build_vla(backbone, ActionExpertConfig(head="vlm_mlp", vision_features="pixels", last_k_layers=1),
+                  read_preprocessing_config(str(root / "robo")))

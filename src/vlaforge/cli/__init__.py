@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "vlaforge.cli.sim",
     "vlaforge.cli.analysis",
     "vlaforge.cli.hf_vlm",
+    "vlaforge.cli.ablation",
 ]
 
 

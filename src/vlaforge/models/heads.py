@@ -9,6 +9,10 @@
   so where things are in the image (a few pixels of sideways offset) reaches the actions directly;
   at the same budget the transformer path learned the sideways action far more slowly
   (docs/experiments/metaworld4.md).
+- ``expert.head: vlm_mlp``: the same MLP, but everything it sees comes through the VLM: the ViT's
+  patch-token states of every view and/or the LLM's last-layer states over the image tokens
+  (``expert.vision_features``), flattened so each patch keeps its own weights, beside the
+  action-token states. No image encoder of its own.
 """
 
 from __future__ import annotations
@@ -34,9 +38,13 @@ class ActionExpertConfig:
     time_beta: bool = True  # flow time t = 1 - Beta(1.5, 1), more weight near noise (t = 0) as in pi0; else uniform
     prediction: str = "velocity"  # what the expert outputs: "velocity" (x1 - x0) or "actions" (x1; x-prediction)
     image_tokens: bool = False  # transformer head: also attend to the backbone's last-layer image-token states
-    head: str = "transformer"  # "transformer" or "mlp" (own conv encoder + MLP; module docstring)
-    mlp_width: int = 512  # mlp head: hidden width
-    map_channels: int = 32  # mlp head: channels of the conv feature map (stride 8) of each view
+    head: str = "transformer"  # "transformer", "mlp" (own conv encoder + MLP) or "vlm_mlp" (module docstring)
+    mlp_width: int = 512  # mlp / vlm_mlp head: hidden width
+    map_channels: int = 32  # mlp: channels of the conv feature map (stride 8) of each view; vlm_mlp: width
+    # each image-token state is reduced to by one shared linear map (0: the states as they are)
+    vision_features: str = "vit+llm"  # vlm_mlp: the ViT's patch states ("vit"), the LLM's image-token states
+    # ("llm") or both
+    train_action_token: bool = False  # the <|action|> token's input embedding trains (also over a frozen backbone)
 
 
 @register_head("transformer")
@@ -89,27 +97,43 @@ def conv_encoder(channels: int) -> nn.Sequential:
                          nn.Conv2d(64, 64, 3, 2, 1), nn.ReLU(), nn.Conv2d(64, channels, 3, 1, 1), nn.ReLU())
 
 
+class _FlowMLP(nn.Module):
+    """Flow-matching MLP over [image features, action-token states, proprio, time, noisy chunk]."""
+
+    def __init__(self, cfg: ActionExpertConfig, features: int, proprio_dim: int, action_dim: int,
+                 n_proprio: int, chunk: int):
+        """``features``: width of the image features and action-token states :meth:`condition` gives."""
+        super().__init__()
+        self.cfg, self.chunk, self.action_dim = cfg, chunk, action_dim
+        width = features + n_proprio * proprio_dim + chunk * action_dim + cfg.d_model
+        self.net = nn.Sequential(nn.Linear(width, cfg.mlp_width), nn.ReLU(), nn.Linear(cfg.mlp_width, cfg.mlp_width),
+                                 nn.ReLU(), nn.Linear(cfg.mlp_width, chunk * action_dim))
+
+    def forward(self, cond: torch.Tensor, proprio: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor):
+        """``cond``: (B, features) from :meth:`condition` (image features, then action-token states)."""
+        x = torch.cat([cond, proprio.flatten(1), noisy.flatten(1), time_embedding(t, self.cfg.d_model)], 1)
+        return self.net(x).view(-1, self.chunk, self.action_dim)
+
+
 @register_head("mlp")
-class MLPActionHead(nn.Module):
+class MLPActionHead(_FlowMLP):
     """Flow-matching MLP over [flattened conv maps of all views, action-token states, proprio, time, noisy chunk]."""
 
     def __init__(self, cfg: ActionExpertConfig, cond_dim: int, proprio_dim: int, action_dim: int,
                  n_proprio: int, chunk: int, n_image_tokens: int = 0, views: tuple[int, int] = (0, 0)):
         """``views``: (number of views, image size) of a sample, for the encoder."""
-        super().__init__()
         if cfg.image_tokens:
             raise ValueError("expert.image_tokens is for expert.head=transformer; the mlp head reads its own "
                              "feature maps of the images")
         n_views, image_size = views
+        if cfg.map_channels < 1:
+            raise ValueError(f"expert.head=mlp needs expert.map_channels >= 1, got {cfg.map_channels}")
         if image_size % 8:
             raise ValueError(f"expert.head=mlp needs an image size divisible by 8, got {image_size}")
-        self.cfg, self.chunk, self.action_dim = cfg, chunk, action_dim
+        super().__init__(cfg, n_views * cfg.map_channels * (image_size // 8) ** 2 + cfg.last_k_layers * cond_dim,
+                         proprio_dim, action_dim, n_proprio, chunk)
         self.views = (n_views, image_size)
         self.encoder = conv_encoder(cfg.map_channels).to(memory_format=torch.channels_last)
-        width = (n_views * cfg.map_channels * (image_size // 8) ** 2 + cfg.last_k_layers * cond_dim
-                 + n_proprio * proprio_dim + chunk * action_dim + cfg.d_model)
-        self.net = nn.Sequential(nn.Linear(width, cfg.mlp_width), nn.ReLU(), nn.Linear(cfg.mlp_width, cfg.mlp_width),
-                                 nn.ReLU(), nn.Linear(cfg.mlp_width, chunk * action_dim))
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 views (B, V, 3, H, W) -> their flattened feature maps (B, V * channels * H/8 * W/8)."""
@@ -125,7 +149,52 @@ class MLPActionHead(nn.Module):
         """The image maps and the action-token states, flattened (B, F)."""
         return torch.cat([self.encode_images(batch["images"]), states.flatten(1)], 1)
 
-    def forward(self, cond: torch.Tensor, proprio: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor):
-        """``cond``: (B, features) from :meth:`condition` (image maps, then action-token states)."""
-        x = torch.cat([cond, proprio.flatten(1), noisy.flatten(1), time_embedding(t, self.cfg.d_model)], 1)
-        return self.net(x).view(-1, self.chunk, self.action_dim)
+
+VISION_FEATURES = ("vit", "llm", "vit+llm")
+
+
+class _TokenReadout(nn.Module):
+    """Image-token states (B, N, d) -> (B, N * width): each token normalised, optionally reduced to
+    ``width`` by one shared linear map, then flattened so that every position keeps its own weights."""
+
+    def __init__(self, n_tokens: int, dim: int, width: int):
+        super().__init__()
+        self.n_tokens = n_tokens
+        self.norm = nn.LayerNorm(dim)
+        self.reduce = nn.Linear(dim, width) if width else nn.Identity()
+        self.features = n_tokens * (width or dim)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        if states.shape[1] != self.n_tokens:
+            raise ValueError(f"the action expert was built for {self.n_tokens} image tokens but got {states.shape[1]}: "
+                             "the cameras, frames or image size differ from the training data's")
+        return self.reduce(self.norm(states.float())).flatten(1)
+
+
+@register_head("vlm_mlp")
+class VLMFeatureHead(_FlowMLP):
+    """Flow-matching MLP that sees the images only through the VLM: its ViT patch states and/or the
+    LLM's image-token states (flattened, one weight per position), beside the action-token states."""
+
+    reads_vision = True  # the VLA passes the backbone's ViT patch states in ``batch["vision_states"]``
+
+    def __init__(self, cfg: ActionExpertConfig, cond_dim: int, proprio_dim: int, action_dim: int,
+                 n_proprio: int, chunk: int, n_image_tokens: int = 0, views: tuple[int, int] = (0, 0),
+                 vision: tuple[int, int] = (0, 0)):
+        """``n_image_tokens``: the LLM's image tokens of a sample; ``vision``: (tokens, width) of its ViT states."""
+        if cfg.vision_features not in VISION_FEATURES:
+            raise ValueError(f"expert.vision_features={cfg.vision_features!r}: use one of {', '.join(VISION_FEATURES)}")
+        use_vit, use_llm = "vit" in cfg.vision_features, "llm" in cfg.vision_features
+        vit = _TokenReadout(*vision, cfg.map_channels) if use_vit else None
+        llm = _TokenReadout(n_image_tokens, cond_dim, cfg.map_channels) if use_llm else None
+        features = sum(r.features for r in (vit, llm) if r is not None) + cfg.last_k_layers * cond_dim
+        super().__init__(cfg, features, proprio_dim, action_dim, n_proprio, chunk)
+        self.vit_readout, self.llm_readout = vit, llm
+
+    def condition(self, states: torch.Tensor, batch: dict) -> torch.Tensor:
+        """``states``: the LLM's image-token states then the action-token states (B, N + last_k, d)."""
+        n_image = states.shape[1] - self.cfg.last_k_layers
+        parts = [self.vit_readout(batch["vision_states"])] if self.vit_readout is not None else []
+        if self.llm_readout is not None:
+            parts.append(self.llm_readout(states[:, :n_image]))
+        return torch.cat(parts + [states[:, n_image:].flatten(1)], 1)

@@ -2,7 +2,9 @@
 
 The backbone appends one ``<|action|>`` token after the images and the instruction; that token's
 hidden states from the backbone's last ``k`` layers condition the action expert (a head of
-:mod:`vlaforge.models.heads`, chosen by ``expert.head``). Backbones and heads are looked up by name
+:mod:`vlaforge.models.heads`, chosen by ``expert.head``; ``vlm_mlp`` also reads the ViT's patch
+states and the LLM's image-token states). With ``expert.train_action_token`` the token's input
+embedding trains even over a frozen backbone. Backbones and heads are looked up by name
 (:mod:`vlaforge.models.registry`); the training objective and the sampler are in
 :mod:`vlaforge.models.flow`.
 """
@@ -26,8 +28,8 @@ class VLA(nn.Module):
     def __init__(self, backbone: nn.Module, cfg: ActionExpertConfig, proprio_dim: int, action_dim: int,
                  n_proprio: int, chunk: int, freeze_backbone: bool = False, n_image_tokens: int = 0,
                  views: tuple[int, int] = (0, 0)):
-        """``n_image_tokens``: image-token states the expert reads (``expert.image_tokens``); ``views``:
-        (number of views, image size) of a sample, for a head with its own image encoder."""
+        """``n_image_tokens``: image tokens of a sample's prompt; ``views``: (number of views, image size)
+        of a sample, for a head with its own image encoder."""
         super().__init__()
         if cfg.prediction not in ("velocity", "actions"):
             raise ValueError(f"expert.prediction={cfg.prediction!r}: use 'velocity' or 'actions'")
@@ -35,28 +37,63 @@ class VLA(nn.Module):
         if cfg.last_k_layers > backbone.num_layers:
             raise ValueError(f"expert.last_k_layers={cfg.last_k_layers} exceeds the backbone's "
                              f"{backbone.num_layers} layers")
+        self.reads_vision = getattr(head, "reads_vision", False)
+        for needed, method in ((self.reads_vision, "vision_states"), (cfg.train_action_token, "train_action_token")):
+            if needed and not hasattr(backbone, method):
+                raise ValueError(f"expert.head={cfg.head} / expert.train_action_token need a backbone with "
+                                 f"{method}(); the '{backbone.kind}' backbone has none")
         self.backbone = backbone
         self.cfg = cfg
+        self.image_states = cfg.image_tokens or self.reads_vision  # the backbone returns image-token states too
+        extra = {"vision": backbone.vision_shape(views[0])} if self.reads_vision else {}
         self.expert = head(cfg, backbone.hidden_size, proprio_dim, action_dim, n_proprio, chunk,
-                           n_image_tokens if cfg.image_tokens else 0, views)
+                           n_image_tokens if self.image_states else 0, views, **extra)
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
             for p in backbone.parameters():
                 p.requires_grad_(False)
+        if cfg.train_action_token:
+            backbone.train_action_token()
 
     def backbone_states(self, batch: dict) -> torch.Tensor:
         """The backbone's token states the expert reads (B, tokens, d); a frozen backbone's states may
-        come precomputed in ``batch["backbone_states"]`` (the same values: its weights do not change)."""
+        come precomputed in ``batch["backbone_states"]`` (the same values: its weights do not change),
+        its ViT's patch states in ``batch["vision_states"]``."""
         if "backbone_states" in batch:
-            if not self.freeze_backbone:
-                raise ValueError("precomputed backbone_states need a frozen backbone (freeze_backbone: true)")
+            if not self.freeze_backbone or self.cfg.train_action_token:
+                raise ValueError("precomputed backbone_states need a frozen backbone (freeze_backbone: true) "
+                                 "and an action token that does not train")
             return batch["backbone_states"]
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
+        vision = {"vision": batch["vision_states"].float()} if "vision_states" in batch else {}
+        train = not self.freeze_backbone or self.cfg.train_action_token
+        with torch.set_grad_enabled(torch.is_grad_enabled() and train):
             return self.backbone.action_features(batch["images"], batch["instruction"], self.cfg.last_k_layers,
-                                                 image_states=self.cfg.image_tokens).float()
+                                                 image_states=self.image_states, **vision).float()
+
+    def with_vision_states(self, batch: dict) -> dict:
+        """``batch`` with the ViT's patch states (a head that reads them; computed unless precomputed)."""
+        if not self.reads_vision or "vision_states" in batch:
+            return batch
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
+            return {**batch, "vision_states": self.backbone.vision_states(batch["images"])}
+
+    @torch.no_grad()
+    def cacheable_states(self, batch: dict) -> dict[str, torch.Tensor]:
+        """What the frozen part of the backbone computes for ``batch``, to precompute once per sample: the
+        ViT's patch states (float16) where the head reads them or the LLM must run every step (a trained
+        action token), and the backbone's states where the whole backbone is frozen."""
+        if not self.freeze_backbone:
+            raise ValueError("only a frozen backbone's states can be precomputed (freeze_backbone: true)")
+        out = {}
+        if self.reads_vision or self.cfg.train_action_token:
+            out["vision_states"] = self.backbone.vision_states(batch["images"]).half()
+        if not self.cfg.train_action_token:
+            out["backbone_states"] = self.backbone_states({**batch, **out})
+        return out
 
     def condition(self, batch: dict) -> torch.Tensor:
         """What the expert reads besides proprio, time and the noisy chunk (the head's ``condition``)."""
+        batch = self.with_vision_states(batch)
         return self.expert.condition(self.backbone_states(batch), batch)
 
     def loss(self, batch: dict) -> torch.Tensor:
@@ -79,9 +116,15 @@ class VLA(nn.Module):
                               self.cfg.prediction)
 
 
-def load_backbone(spec: str, freeze: bool = False) -> tuple[nn.Module, dict]:
+def load_backbone(spec: str, freeze: bool = False, pretrained: bool = True) -> tuple[nn.Module, dict]:
     """A VLA backbone and the config a bundle records for it: ``hf:<hub name or path>``, or a stage's
-    output folder whose ``config.json`` kind names a registered backbone (vlm_pretrain, hf_vlm)."""
+    output folder whose ``config.json`` kind names a registered backbone (vlm_pretrain, hf_vlm).
+    ``pretrained=False`` (a from-scratch VLM only): its architecture with random weights."""
+    if not pretrained:
+        kind = "hf_vlm" if spec.startswith(HF_PREFIX) else ckpt.read_config(spec).get("kind")
+        if kind != "vlm":
+            raise ValueError(f"vla.random_backbone needs a vlm_pretrain backbone, {spec} is a '{kind}' model")
+        return BACKBONES.get("vlm").load_artifact(spec, freeze, pretrained=False)
     if spec.startswith(HF_PREFIX):
         return BACKBONES.get("hf_vlm").load_pretrained(spec[len(HF_PREFIX):], freeze)
     kind = ckpt.read_config(spec).get("kind")
@@ -100,6 +143,7 @@ def backbone_from_bundle(uri: str, config: dict) -> nn.Module:
 def build_vla(backbone: nn.Module, expert: ActionExpertConfig, pre, freeze_backbone: bool = False) -> VLA:
     """The VLA for data of preprocessing config ``pre`` (also how a bundle is rebuilt before loading weights)."""
     n_views = len(pre.cameras) * len(pre.image_indices)
-    n_image_tokens = backbone.image_token_count(n_views, pre.image_size) if expert.image_tokens else 0
+    image_states = expert.image_tokens or getattr(HEADS.get(expert.head), "reads_vision", False)
+    n_image_tokens = backbone.image_token_count(n_views, pre.image_size) if image_states else 0
     return VLA(backbone, expert, pre.proprio_dim, pre.action_dim, pre.past_steps + 1, pre.future_steps,
                freeze_backbone=freeze_backbone, n_image_tokens=n_image_tokens, views=(n_views, pre.image_size))

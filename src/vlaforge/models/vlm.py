@@ -35,16 +35,24 @@ class VLM(nn.Module):
     def num_layers(self) -> int:
         return self.llm.cfg.n_layers
 
-    def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images (B, V, 3, H, W) -> projected tokens (B, V * tokens_per_image, d_lm)."""
+    def vision_states(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images (B, V, 3, H, W) -> the ViT's patch states (B, V * grid * grid, d_vit)."""
         B, V = images.shape[:2]
-        feats = self.projector(self.vit(to_model_images(images.flatten(0, 1))))
+        feats = self.vit(to_model_images(images.flatten(0, 1)))
         return feats.view(B, V * feats.shape[1], feats.shape[2])
 
-    def embed(self, tokens: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """Token embeddings with image placeholders replaced by image tokens."""
+    def image_tokens(self, images: torch.Tensor, vision: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 images (B, V, 3, H, W) -> projected tokens (B, V * tokens_per_image, d_lm); ``vision``:
+        their :meth:`vision_states` when already computed."""
+        B, V = images.shape[:2]
+        vision = self.vision_states(images) if vision is None else vision
+        feats = self.projector(vision.reshape(B * V, -1, vision.shape[-1]))
+        return feats.view(B, V * feats.shape[1], feats.shape[2])
+
+    def embed(self, tokens: torch.Tensor, images: torch.Tensor, vision: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings with image placeholders replaced by image tokens (of ``vision`` when given)."""
         x = self.llm.embed(tokens)
-        img = self.image_tokens(images).to(x.dtype)
+        img = self.image_tokens(images, vision).to(x.dtype)
         is_image = tokens == self.image_token_id
         counts = is_image.sum(1)
         if not bool((counts == img.shape[1]).all()):
@@ -52,8 +60,9 @@ class VLM(nn.Module):
                              f"placeholders, the images give {img.shape[1]} tokens each")
         return x.masked_scatter(is_image.unsqueeze(-1), img)
 
-    def hidden_states(self, tokens: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        return self.llm.forward_embeds(self.embed(tokens, images), return_hidden=True)
+    def hidden_states(self, tokens: torch.Tensor, images: torch.Tensor,
+                      vision: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self.llm.forward_embeds(self.embed(tokens, images, vision), return_hidden=True)
 
     def forward(self, tokens: torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The training loss (what DDP / FSDP wrappers call): :meth:`caption_loss`."""

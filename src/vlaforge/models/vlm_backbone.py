@@ -24,14 +24,16 @@ def build_vlm(config: dict, tokenizer) -> VLM:
                tokenizer.convert_tokens_to_ids(config["image_token"]))
 
 
-def load_vlm(uri: str) -> tuple[VLM, object, dict]:
-    """A VLM written by vlm_pretrain, its tokenizer and config."""
+def load_vlm(uri: str, pretrained: bool = True) -> tuple[VLM, object, dict]:
+    """A VLM written by vlm_pretrain, its tokenizer and config; ``pretrained=False``: the same
+    architecture and tokenizer with fresh random weights (no pretraining)."""
     config = ckpt.read_config(uri)
     if config.get("kind") != "vlm":
         raise ValueError(f"{uri} holds a '{config.get('kind')}' model, expected a vlm_pretrain output")
     tokenizer = load_tokenizer(storage.join(uri, config["tokenizer"]))
     model = build_vlm(config, tokenizer)
-    ckpt.load_weights(model, uri)
+    if pretrained:
+        ckpt.load_weights(model, uri)
     return model, tokenizer, config
 
 
@@ -52,9 +54,10 @@ class VLMBackbone(nn.Module):
         self._ids: dict[str, list[int]] = {}
 
     @classmethod
-    def load_artifact(cls, uri: str, freeze: bool = False) -> tuple[VLMBackbone, dict]:
-        """The backbone of a vlm_pretrain output and the config a bundle records for it."""
-        vlm, tokenizer, config = load_vlm(uri)
+    def load_artifact(cls, uri: str, freeze: bool = False, pretrained: bool = True) -> tuple[VLMBackbone, dict]:
+        """The backbone of a vlm_pretrain output and the config a bundle records for it (``pretrained=False``:
+        its architecture with random weights)."""
+        vlm, tokenizer, config = load_vlm(uri, pretrained)
         return cls(vlm, tokenizer), config
 
     @classmethod
@@ -81,15 +84,32 @@ class VLMBackbone(nn.Module):
         """How many image tokens a prompt of ``n_views`` images holds."""
         return n_views * self.vlm.vit.cfg.tokens_per_image
 
+    def vision_shape(self, n_views: int) -> tuple[int, int]:
+        """(tokens, width) of :meth:`vision_states` for ``n_views`` images."""
+        return n_views * self.vlm.vit.cfg.grid ** 2, self.vlm.vit.cfg.d_model
+
+    def vision_states(self, images: torch.Tensor) -> torch.Tensor:
+        """The ViT's patch states of uint8 images (B, V, 3, H, W): (B, V * grid * grid, d_vit)."""
+        return self.vlm.vision_states(images)
+
+    def train_action_token(self) -> None:
+        """Let the ``<|action|>`` token's input embedding train (only that row) while the rest stays as it is."""
+        weight = self.vlm.llm.embed.weight
+        mask = torch.zeros(weight.shape[0], 1, device=weight.device)
+        mask[self.action_token_id] = 1.0
+        weight.requires_grad_(True)
+        weight.register_hook(lambda grad: grad * mask.to(grad.device, grad.dtype))
+
     def _instruction_ids(self, text: str) -> list[int]:
         if text not in self._ids:
             self._ids[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self._ids[text]
 
     def action_features(self, images: torch.Tensor, instructions: list[str], last_k: int,
-                        image_states: bool = False) -> torch.Tensor:
+                        image_states: bool = False, vision: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 images (B, V, 3, H, W) + instructions -> action-token states (B, last_k, d), preceded by
-        the last layer's image-token states (B, V * tokens_per_image, d) when ``image_states``."""
+        the last layer's image-token states (B, V * tokens_per_image, d) when ``image_states``;
+        ``vision``: the images' :meth:`vision_states` when already computed."""
         n_img = images.shape[1] * self.vlm.vit.cfg.tokens_per_image
         rows = [[self.vlm.image_token_id] * n_img + self._instruction_ids(t) + [self.action_token_id]
                 for t in instructions]
@@ -98,7 +118,7 @@ class VLMBackbone(nn.Module):
         for i, row in enumerate(rows):
             tokens[i, : len(row)] = torch.tensor(row)
         tokens = tokens.to(images.device)
-        _, hidden = self.vlm.hidden_states(tokens, images)
+        _, hidden = self.vlm.hidden_states(tokens, images, vision)
         where = torch.tensor([len(r) - 1 for r in rows], device=images.device)
         picked = torch.stack([h[torch.arange(len(rows), device=images.device), where] for h in hidden[-last_k:]], 1)
         return torch.cat([hidden[-1][:, :n_img], picked], dim=1) if image_states else picked

@@ -26,7 +26,8 @@ import numpy as np
 from vlaforge.policy.interface import Observation
 
 CAMERAS = ("corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV")
-SPLITS = ("train", "eval", "caption")
+SPLITS = ("train", "eval", "caption", "test")  # test: sealed scenes for a preset's headline figures
+_INTERLEAVED = 3  # train / eval / caption share one seed space (split = seed mod 3); test lies above it
 MAX_INDEX = 1 << 24
 _TASK_BITS = 20  # task-name hash bits in a seed: seeds stay below 2**46, exact in any JSON reader
 
@@ -74,17 +75,22 @@ def check_cameras(cameras: list[str] | tuple[str, ...]) -> list[str]:
 
 
 def episode_seed(task: str, index: int, split: str = "eval") -> int:
-    """The scene seed of episode ``index`` of ``task`` in ``split`` (train / eval / caption).
+    """The scene seed of episode ``index`` of ``task`` in ``split`` (train / eval / caption / test).
 
     It depends on nothing else, so every policy sees the same scene for one (task, index), and the
-    seeds of different splits are disjoint by construction (the split is the lowest digit).
+    seeds of different splits are disjoint by construction: train, eval and caption seeds are
+    ``scene * 3 + split`` (below ``3 * 2**44``), test seeds ``3 * 2**44 + scene``. ``eval`` is the
+    development set design decisions may look at; ``test`` is for a preset's headline figures only.
     """
     task_spec(task)
     if split not in SPLITS:
         raise ValueError(f"unknown split '{split}'; known splits: {', '.join(SPLITS)}")
     if not 0 <= index < MAX_INDEX:
         raise ValueError(f"episode index {index} outside 0..{MAX_INDEX - 1}")
-    return (_task_hash(task) * MAX_INDEX + index) * len(SPLITS) + SPLITS.index(split)
+    scene = _task_hash(task) * MAX_INDEX + index
+    if split == "test":
+        return _INTERLEAVED * (MAX_INDEX << _TASK_BITS) + scene
+    return scene * _INTERLEAVED + SPLITS.index(split)
 
 
 def step_seed(seed: int, step: int) -> int:

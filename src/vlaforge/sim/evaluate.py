@@ -1,7 +1,9 @@
 """Closed-loop evaluation of a policy in the embedded simulator (the sim_eval stage).
 
 For each task and each episode index in ``start:end`` the scene is reset with
-``episode_seed(task, index, "eval")``, so every policy meets the same scenes, and the policy runs
+``episode_seed(task, index, split)`` (``split``: ``eval``, the development scenes, or ``test``, the
+sealed scenes of a preset's headline figures; each episode record names it), so every policy meets
+the same scenes, and the policy runs
 with its action chunking (:func:`vlaforge.policy.step_policy`) until success or the task's time
 limit. Episodes run in worker processes; results go to the rollout layout of
 :mod:`vlaforge.sim.rollouts` after every episode, so a killed evaluation resumes where it stopped.
@@ -9,6 +11,7 @@ limit. Episodes run in worker processes; results go to the rollout layout of
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -30,6 +33,8 @@ log = logging.getLogger(__name__)
 class EvalConfig:
     tasks: list[str] = field(default_factory=lambda: ["reach-v3"])
     episodes: str = "0:4"  # episode indices start:end (end exclusive)
+    split: str = "eval"  # scene seeds: eval (development scenes) or test (sealed, for headline figures)
+    swap_instructions: bool = False  # each task's episodes get the next task's instruction (the language ablation)
     max_sample_size_per_model: int = 200  # the episode budget per (model, task)
     cameras: list[str] = field(default_factory=lambda: ["corner", "behindGripper"])  # if the policy names none
     image_size: int = 64  # if the policy names none
@@ -53,6 +58,8 @@ class EpisodeJob:
     cameras: tuple[str, ...]
     image_size: int
     max_steps: int
+    split: str = "eval"
+    instruction: str = ""  # replaces the task's own instruction when set
     video_uri: str = ""  # where to write this episode's video ("" for none)
     video_format: str = "gif"
     video_camera: str = "corner"
@@ -71,8 +78,8 @@ def _load_worker_policy(policy_spec: str) -> None:
 def run_episode(policy: Policy, job: EpisodeJob) -> dict:
     """Run one episode; returns its results.json entry (videos are written as a side effect)."""
     env = make_env(job.task, job.cameras, job.image_size, job.max_steps or None)
-    seed = episode_seed(job.task, job.index, "eval")
-    obs = env.reset(seed)
+    seed = episode_seed(job.task, job.index, job.split)
+    obs = _instructed(env.reset(seed), job)
     control = ControlState(policy.n_obs_steps, policy.execute_steps)
     frames = []
     success = False
@@ -81,6 +88,7 @@ def run_episode(policy: Policy, job: EpisodeJob) -> dict:
             frames.append(env.render(job.video_camera))
         action = step_policy(policy, control, obs, seed=step_seed(seed, env.steps))
         obs, success, done = env.step(action)
+        obs = _instructed(obs, job)
         if success or done:
             break
     if job.video_uri:
@@ -88,7 +96,11 @@ def run_episode(policy: Policy, job: EpisodeJob) -> dict:
         write_video(job.video_uri, frames, job.video_format, job.video_fps)
     return {"skill_type": task_dirname(job.task), "scenario_index": job.index, "is_success": success,
             "is_pending": False, "total_time": round(env.steps * env.dt, 4), "failure_message": None,
-            "num_steps": env.steps, "seed": seed}
+            "num_steps": env.steps, "seed": seed, "split": job.split}
+
+
+def _instructed(obs, job: EpisodeJob):
+    return dataclasses.replace(obs, instruction=job.instruction) if job.instruction else obs
 
 
 def _episode_in_worker(job: EpisodeJob) -> dict:
@@ -98,7 +110,7 @@ def _episode_in_worker(job: EpisodeJob) -> dict:
 def _crashed(job: EpisodeJob, message: str) -> dict:
     return {"skill_type": task_dirname(job.task), "scenario_index": job.index, "is_success": None,
             "is_pending": False, "total_time": 0.0, "failure_message": message,
-            "seed": episode_seed(job.task, job.index, "eval")}
+            "seed": episode_seed(job.task, job.index, job.split), "split": job.split}
 
 
 def _check(cfg: EvalConfig) -> tuple[int, int]:
@@ -106,6 +118,10 @@ def _check(cfg: EvalConfig) -> tuple[int, int]:
         task_spec(task)
     if not cfg.tasks:
         raise ValueError("sim_eval.tasks is empty")
+    if cfg.split not in ("eval", "test"):
+        raise ValueError(f"sim_eval.split must be 'eval' or 'test', got '{cfg.split}'")
+    if cfg.swap_instructions and len(set(cfg.tasks)) < 2:
+        raise ValueError("sim_eval.swap_instructions needs at least two sim_eval.tasks (whose instructions swap)")
     check_cameras(cfg.cameras)
     check_cameras([cfg.video_camera])
     if cfg.video_format not in FORMATS:
@@ -113,6 +129,19 @@ def _check(cfg: EvalConfig) -> tuple[int, int]:
     if cfg.max_sample_size_per_model < 1:
         raise ValueError(f"sim_eval.max_sample_size_per_model must be >= 1, got {cfg.max_sample_size_per_model}")
     return parse_range(cfg.episodes)
+
+
+def swapped_instructions(tasks: list[str]) -> dict[str, str]:
+    """Each task's instruction replaced by the next task's (cyclic): what the policy reads in the language ablation."""
+    return {task: task_spec(tasks[(i + 1) % len(tasks)]).instruction for i, task in enumerate(tasks)}
+
+
+def _check_split(run, split: str) -> None:
+    """Results of one (model, task) come from one split (records before splits existed are ``eval``)."""
+    other = {r.get("split", "eval") for r in run.records.values() if not r.get("is_pending")} - {split}
+    if other:
+        raise ValueError(f"{run.uri} holds {', '.join(sorted(other))}-split episodes; this evaluation uses the "
+                         f"{split} split: write it to another output folder or model name")
 
 
 def _policy_inputs(policy: Policy, cfg: EvalConfig) -> tuple[tuple[str, ...], int]:
@@ -138,6 +167,10 @@ def evaluate(policy_spec: str, cfg: EvalConfig, out_uri: str, model_name: str | 
     cameras, image_size = _policy_inputs(policy, cfg)
     runs = {task: plan_task(out_uri, model, task, start, end, cfg.max_sample_size_per_model)
             for task in cfg.tasks}
+    for task in cfg.tasks:
+        for existing in load_task_results(out_uri, model, task):
+            _check_split(existing, cfg.split)
+    instructions = swapped_instructions(cfg.tasks) if cfg.swap_instructions else {}
     jobs = []
     for task, run in runs.items():
         run.save()
@@ -145,10 +178,11 @@ def evaluate(policy_spec: str, cfg: EvalConfig, out_uri: str, model_name: str | 
         for index in run.pending():
             video = index < start + cfg.videos_per_task
             uri = storage.join(video_dir, f"episode_{index:06d}.{cfg.video_format}") if video else ""
-            jobs.append(EpisodeJob(task, index, cameras, image_size, cfg.max_steps, uri, cfg.video_format,
-                                   cfg.video_camera, cfg.video_fps))
-    log.info("evaluating %s as '%s': %d episodes to run (%s, %s), %d worker(s)", policy_spec, model,
-             len(jobs), ", ".join(cfg.tasks), cfg.episodes, cfg.workers)
+            jobs.append(EpisodeJob(task, index, cameras, image_size, cfg.max_steps, cfg.split,
+                                   instructions.get(task, ""), uri, cfg.video_format, cfg.video_camera, cfg.video_fps))
+    log.info("evaluating %s as '%s': %d episodes to run (%s, %s split %s%s), %d worker(s)", policy_spec, model,
+             len(jobs), ", ".join(cfg.tasks), cfg.split, cfg.episodes,
+             ", swapped instructions" if instructions else "", cfg.workers)
     started = time.perf_counter()
     results = run_jobs(_episode_in_worker, jobs, cfg.workers, _load_worker_policy, (policy_spec,))
     for job, record, error in tqdm(results, total=len(jobs), desc=f"sim_eval {model}", unit="episode"):
@@ -159,15 +193,15 @@ def evaluate(policy_spec: str, cfg: EvalConfig, out_uri: str, model_name: str | 
     elapsed = time.perf_counter() - started
     if jobs:
         log.info("%d episodes in %.1f s (%.1f episodes/min)", len(jobs), elapsed, 60 * len(jobs) / elapsed)
-    return report(out_uri, model, cfg.tasks)
+    return report(out_uri, model, cfg.tasks, cfg.split)
 
 
-def report(out_uri: str, model: str, tasks: list[str]) -> dict:
-    """Per-task counts and success rates over all results of ``model`` in ``out_uri``."""
+def report(out_uri: str, model: str, tasks: list[str], split: str = "eval") -> dict:
+    """Per-task counts and success rates over all results of ``model`` in ``out_uri`` (scenes of ``split``)."""
     per_task = {task: summarize(load_task_results(out_uri, model, task)) for task in tasks}
     finished = [s for s in per_task.values() if s["episodes"]]
     mean = sum(s["success_rate"] for s in finished) / len(finished) if finished else float("nan")
-    return {"model": model, "success_rate": mean, "tasks": per_task}
+    return {"model": model, "split": split, "success_rate": mean, "tasks": per_task}
 
 
 def flat_metrics(rep: dict) -> dict[str, float]:

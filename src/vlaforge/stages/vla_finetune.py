@@ -44,6 +44,7 @@ class VLAStageConfig:
     data_in_memory: bool = False  # decode the train split once into memory instead of streaming it
     cache_backbone_states: bool = False  # with data_in_memory + freeze_backbone: run the frozen backbone once per sample
     balance_tasks: bool = False  # with data_in_memory: every task equally likely in a batch, however many samples it has
+    random_backbone: bool = False  # the backbone's architecture with random weights (the pretraining ablation)
     data_weight: float = 1.0  # sampling weight of the input dataset when mixture lists more
     mixture: list[MixtureSource] = field(default_factory=list)  # more robotics datasets (same shapes), weighted
 
@@ -70,7 +71,7 @@ class RoboticsTask:
         if self.mix and self.cfg.data_in_memory:
             samples, sizes = in_memory_mixture(self.mix, self.cfg.num_workers)
             if self.cfg.cache_backbone_states:
-                samples.add_column("backbone_states", precompute_backbone_states(self.model, samples))
+                add_backbone_states(self.model, samples)
             return in_memory_mixture_batches(samples, sizes, self.mix.probabilities, micro_batch, self.cfg.train.seed,
                                              start_sample // micro_batch, rank, world)
         if self.mix:
@@ -79,7 +80,7 @@ class RoboticsTask:
         if self.cfg.data_in_memory:
             samples = InMemorySamples(self.data_uri, workers=self.cfg.num_workers)
             if self.cfg.cache_backbone_states:
-                samples.add_column("backbone_states", precompute_backbone_states(self.model, samples))
+                add_backbone_states(self.model, samples)
             return samples.batches(micro_batch, self.cfg.train.seed, start_sample // micro_batch, rank, world,
                                    self.cfg.balance_tasks)
         return iter(make_loader(self.data_uri, micro_batch, self.cfg.num_workers, seed=self.cfg.train.seed,
@@ -96,29 +97,39 @@ class RoboticsTask:
 
 
 @torch.no_grad()
-def precompute_backbone_states(model: VLA, samples: InMemorySamples, batch_size: int = 256) -> torch.Tensor:
-    """The frozen backbone's states for every (unaugmented) sample, on the CPU."""
+def precompute_backbone_states(model: VLA, samples: InMemorySamples, batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """What the frozen part of the backbone computes (:meth:`VLA.cacheable_states`) for every
+    (unaugmented) sample, on the CPU, by column name."""
     device = next(model.parameters()).device
-    chunks = []
+    chunks: dict[str, list[torch.Tensor]] = {}
     for start in tqdm(range(0, len(samples), batch_size), desc="backbone states", unit="batch", mininterval=5.0):
         batch = samples.batch(torch.arange(start, min(start + batch_size, len(samples))))
-        chunks.append(model.backbone_states({"images": batch["images"].to(device),
-                                             "instruction": batch["instruction"]}).cpu())
-    return torch.cat(chunks)
+        states = model.cacheable_states({"images": batch["images"].to(device), "instruction": batch["instruction"]})
+        for name, values in states.items():
+            chunks.setdefault(name, []).append(values.cpu())
+    return {name: torch.cat(values) for name, values in chunks.items()}
+
+
+def add_backbone_states(model: VLA, samples: InMemorySamples) -> None:
+    """Attach :func:`precompute_backbone_states` to ``samples`` as columns every batch carries."""
+    for name, values in precompute_backbone_states(model, samples).items():
+        samples.add_column(name, values)
 
 
 def vla_finetune(cfg: VLAStageConfig, backbone_uri: str, robotics_uri: str, out_uri: str) -> dict:
     cfg.validate()
     torch.manual_seed(cfg.train.seed)
     pre = read_preprocessing_config(robotics_uri)
-    backbone, backbone_config = load_backbone(cfg.backbone or backbone_uri, cfg.freeze_backbone)
+    backbone, backbone_config = load_backbone(cfg.backbone or backbone_uri, cfg.freeze_backbone,
+                                              pretrained=not cfg.random_backbone)
     model = build_vla(backbone, cfg.expert, pre, cfg.freeze_backbone)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("VLA: %.2fM parameters (%.2fM trainable), cameras %s, image indices %s, chunk %d, execute %d",
              sum(p.numel() for p in model.parameters()) / 1e6, n_train / 1e6, pre.cameras, pre.image_indices,
              pre.future_steps, cfg.execute_steps)
     config = {"kind": "vla", "backbone": backbone_config, "expert": dataclasses.asdict(cfg.expert),
-              "freeze_backbone": cfg.freeze_backbone, "execute_steps": cfg.execute_steps,
+              "freeze_backbone": cfg.freeze_backbone, "random_backbone": cfg.random_backbone,
+              "execute_steps": cfg.execute_steps,
               "train": dataclasses.asdict(cfg.train), "data": robotics_uri, "data_weight": cfg.data_weight,
               "mixture": [dataclasses.asdict(m) for m in cfg.mixture]}
     task = RoboticsTask(robotics_uri, cfg, model)

@@ -19,7 +19,7 @@ import torch.nn as nn
 from vlaforge.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
-FORWARD_METHODS = ("loss", "caption_loss", "backbone_states")  # called on the model besides forward
+FORWARD_METHODS = ("loss", "caption_loss", "backbone_states", "cacheable_states")  # called on the model besides forward
 
 
 def block_modules(model: nn.Module) -> list[nn.Module]:
