@@ -32,6 +32,7 @@ def from_hf_vlm_pipeline(
     step_analysis_overrides: str = "",
     baselines: str = "expert,random",
     model_name: str = "vlaforge_policy",
+    sim_eval_slices: int = 1,
 ) -> NamedTuple("Outputs", policy=Model, report=HTML):
     """VLA fine-tuning on a pretrained Hugging Face VLM, then closed-loop evaluation and comparison.
 
@@ -47,6 +48,7 @@ def from_hf_vlm_pipeline(
         step_analysis_overrides: `key=value` lines for the step_analysis section, e.g. `guarantee=per-direction` (alpha per direction, as VLA Foundry), `crashed=refuse`.
         baselines: Comma-separated baselines evaluated beside the policy: expert, random, zero.
         model_name: Name of the trained policy in the rollouts and the report.
+        sim_eval_slices: sim_eval pods, each evaluating a (task, episode range) slice; merged into one result set.
     """
     caps = stage(caption_data(preset=preset, overrides=captions_overrides, source_uri=caption_source_uri),
                  "caption_data")
@@ -56,7 +58,7 @@ def from_hf_vlm_pipeline(
                  "preprocess_robotics")
     vla = stage(vla_finetune(preset=preset, overrides=vla_overrides, backbone=vlm.outputs["model"],
                              robotics=robo.outputs["robotics"]), "vla_finetune")
-    analysis = evaluate_against_baselines(vla.outputs["policy"], preset, sim_eval_overrides, baselines, model_name,
-                                          step_analysis_overrides)
+    _, analysis = evaluate_against_baselines(vla.outputs["policy"], preset, sim_eval_overrides, baselines, model_name,
+                                             step_analysis_overrides, sim_eval_slices)
     outputs = NamedTuple("Outputs", policy=Model, report=HTML)
     return outputs(policy=vla.outputs["policy"], report=analysis.outputs["report"])

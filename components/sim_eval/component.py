@@ -25,9 +25,13 @@ def sim_eval(policy: Input[Model], preset: str, overrides: str, results: Output[
         metrics: Success rate overall and per task; finished and crashed episode counts.
         videos: The recorded episode videos (the first `videos_per_task` of each task).
     """
+    import time
+
     from vlaforge.kfp_io import write_metrics
     from vlaforge.stages.sim_eval import flat_metrics, run
 
+    started = time.perf_counter()
     report = run(policy.path, preset, overrides, results.path, model_name, episodes, videos.path)
-    results.metadata.update({"kind": "rollouts", "models": model_name})
+    results.metadata.update({"kind": "rollouts", "models": model_name,
+                             "wall_seconds": round(time.perf_counter() - started, 2)})
     write_metrics(metrics, flat_metrics(report))

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from vlaforge.config import ConfigError, apply_overrides, load, load_preset_dict, split_overrides
+from vlaforge.fanout import FanoutConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ SECTIONS = {
     "sim_eval": "vlaforge.sim.evaluate:EvalConfig",
     "serve": "vlaforge.serve.server:ServeConfig",
     "step_analysis": "vlaforge.analysis.config:AnalysisConfig",
+    "fanout": "vlaforge.fanout:FanoutConfig",
 }
 
 
@@ -79,6 +81,7 @@ def run_embedded(preset: str, overrides: list[str], root: str = "runs", fresh: b
     from kfp import local
 
     from pipelines.full import STAGE_SECTIONS, full_pipeline
+    from vlaforge.stages import plan_slices
 
     sections = resolve(preset, overrides)
     root_path = Path(root).resolve()
@@ -86,6 +89,11 @@ def run_embedded(preset: str, overrides: list[str], root: str = "runs", fresh: b
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root_path / "pipeline_root"),
                enable_caching=not fresh, cache_root=str(root_path / "kfp_cache"))
     args = {f"{prefix}_overrides": sections[section] for prefix, section in STAGE_SECTIONS.items()}
+    fanout = load(FanoutConfig, preset, sections["fanout"], "fanout")
+    widths = {f"{section}_slices": width for section, width in dataclasses.asdict(fanout).items()}
+    for section, width in dataclasses.asdict(fanout).items():
+        plan_slices.run(section, preset, sections[section], width)  # a bad width fails here, naming the parameter
+    args.update(widths)
     start = time.perf_counter()
     run = full_pipeline(preset=preset, **args)
     elapsed = time.perf_counter() - start
@@ -108,4 +116,6 @@ def summarize(run, elapsed: float) -> dict:
                         ("policy", ("final_val_loss", "samples_per_s", "train_seconds"))):
         summary = _json(outputs[stage], "train_summary.json")
         report[stage] = {k: summary[k] for k in keys if k in summary}
+    fanout = run.outputs["rollouts"].metadata
+    report["sim_eval"] = {k: fanout[k] for k in ("slices", "slice_seconds", "slowest_slice_seconds") if k in fanout}
     return report
