@@ -18,13 +18,11 @@ from kfp import dsl
 from kfp.dsl import HTML, Dataset, Model
 
 from components.caption_data.component import caption_data
-from components.llm_pretrain.component import llm_pretrain
 from components.preprocess_robotics.component import preprocess_robotics
 from components.record_demos.component import record_demos
-from components.tokenize.component import tokenize
 from components.vla_finetune.component import vla_finetune
 from components.vlm_pretrain.component import vlm_pretrain
-from pipelines.stages import evaluate_against_baselines, fanned_out, fingerprinted, stage
+from pipelines.stages import evaluate_against_baselines, fanned_out, fingerprinted, language_model, stage
 
 PIPELINE_NAME = "vlaforge-full"
 # pipeline parameter prefix -> preset section
@@ -69,9 +67,7 @@ def full_pipeline(
         demos_slices: record_demos pods, each recording a (task, seed range) slice; merged into one dataset.
         sim_eval_slices: sim_eval pods, each evaluating a (task, episode range) slice; merged into one result set.
     """
-    corpus = fingerprinted(preset, "tokenize", tokenize_overrides, fields="corpus")
-    tok = stage(tokenize(preset=preset, overrides=tokenize_overrides, input_fingerprint=corpus.output), "tokenize")
-    llm = stage(llm_pretrain(preset=preset, overrides=llm_overrides, dataset=tok.outputs["dataset"]), "llm_pretrain")
+    llm = language_model(preset, tokenize_overrides, llm_overrides)
     shards = fingerprinted(preset, "captions", captions_overrides, uris=caption_source_uri)
     caps = stage(caption_data(preset=preset, overrides=captions_overrides, source_uri=caption_source_uri,
                               input_fingerprint=shards.output), "caption_data")

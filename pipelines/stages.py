@@ -5,11 +5,13 @@ keys, and the evaluate-and-compare tail (sim_eval + baselines -> step_analysis).
 from kfp import dsl
 
 from components.fingerprint_inputs.component import fingerprint_inputs
+from components.llm_pretrain.component import llm_pretrain
 from components.merge_slices.component import merge_slices
 from components.plan_slices.component import plan_slices
 from components.sim_eval.component import sim_eval
 from components.sim_eval_baselines.component import sim_eval_baselines
 from components.step_analysis.component import step_analysis
+from components.tokenize.component import tokenize
 from vlaforge.kube.profile import apply_profile
 
 # Slices of one stage running at once. KFP 2.17 compiles a ParallelFor's parallelism into the IR as an
@@ -50,6 +52,13 @@ def fingerprinted(preset, section: str, overrides, fields: str = "", uris=""):
     task = fingerprint_inputs(preset=preset, section=section, overrides=overrides, fields=fields, uris=uris)
     task = apply_profile(task.set_display_name(f"fingerprint-{section.replace('_', '-')}"), "fingerprint_inputs")
     return task.set_caching_options(enable_caching=False)
+
+
+def language_model(preset, tokenize_overrides, llm_overrides):
+    """tokenize (its corpus fingerprinted into its cache key) -> llm_pretrain; returns the llm_pretrain task."""
+    corpus = fingerprinted(preset, "tokenize", tokenize_overrides, fields="corpus")
+    tok = stage(tokenize(preset=preset, overrides=tokenize_overrides, input_fingerprint=corpus.output), "tokenize")
+    return stage(llm_pretrain(preset=preset, overrides=llm_overrides, dataset=tok.outputs["dataset"]), "llm_pretrain")
 
 
 def evaluate_against_baselines(policy, preset, sim_eval_overrides, baselines, model_name, step_analysis_overrides="",

@@ -84,16 +84,15 @@ def run_embedded(preset: str, overrides: list[str], root: str = "runs", fresh: b
     from vlaforge.stages import plan_slices
 
     sections = resolve(preset, overrides)
+    fanout = dataclasses.asdict(load(FanoutConfig, preset, sections["fanout"], "fanout"))
+    for section, width in fanout.items():
+        plan_slices.run(section, preset, sections[section], width)  # a bad width fails here, naming the parameter
     root_path = Path(root).resolve()
     os.environ.setdefault("VLAFORGE_CACHE", str(root_path / "cache"))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root_path / "pipeline_root"),
                enable_caching=not fresh, cache_root=str(root_path / "kfp_cache"))
     args = {f"{prefix}_overrides": sections[section] for prefix, section in STAGE_SECTIONS.items()}
-    fanout = load(FanoutConfig, preset, sections["fanout"], "fanout")
-    widths = {f"{section}_slices": width for section, width in dataclasses.asdict(fanout).items()}
-    for section, width in dataclasses.asdict(fanout).items():
-        plan_slices.run(section, preset, sections[section], width)  # a bad width fails here, naming the parameter
-    args.update(widths)
+    args.update({f"{section}_slices": width for section, width in fanout.items()})
     start = time.perf_counter()
     run = full_pipeline(preset=preset, **args)
     elapsed = time.perf_counter() - start
