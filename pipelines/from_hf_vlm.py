@@ -10,12 +10,11 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Model
 
-from components.caption_data.component import caption_data
 from components.hf_vlm.component import hf_vlm
 from components.preprocess_robotics.component import preprocess_robotics
 from components.record_demos.component import record_demos
 from components.vla_finetune.component import vla_finetune
-from pipelines.stages import evaluate_against_baselines, stage
+from pipelines.stages import captions, evaluate_against_baselines, fingerprinted, stage
 
 
 @dsl.pipeline(name="vlaforge-from-hf-vlm",
@@ -50,9 +49,10 @@ def from_hf_vlm_pipeline(
         model_name: Name of the trained policy in the rollouts and the report.
         sim_eval_slices: sim_eval pods, each evaluating a (task, episode range) slice; merged into one result set.
     """
-    caps = stage(caption_data(preset=preset, overrides=captions_overrides, source_uri=caption_source_uri),
-                 "caption_data")
-    vlm = stage(hf_vlm(preset=preset, overrides=hf_vlm_overrides, captions=caps.outputs["captions"]), "hf_vlm")
+    caps = captions(preset, captions_overrides, caption_source_uri)
+    backbone = fingerprinted(preset, "hf_vlm", hf_vlm_overrides, fields="model")
+    vlm = stage(hf_vlm(preset=preset, overrides=hf_vlm_overrides, captions=caps.outputs["captions"],
+                       input_fingerprint=backbone.output), "hf_vlm")
     demos = stage(record_demos(preset=preset, overrides=demos_overrides), "record_demos")
     robo = stage(preprocess_robotics(preset=preset, overrides=preprocess_overrides, demos=demos.outputs["demos"]),
                  "preprocess_robotics")

@@ -17,12 +17,11 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Model
 
-from components.caption_data.component import caption_data
 from components.preprocess_robotics.component import preprocess_robotics
 from components.record_demos.component import record_demos
 from components.vla_finetune.component import vla_finetune
 from components.vlm_pretrain.component import vlm_pretrain
-from pipelines.stages import evaluate_against_baselines, fanned_out, fingerprinted, language_model, stage
+from pipelines.stages import captions, evaluate_against_baselines, fanned_out, language_model, stage
 
 PIPELINE_NAME = "vlaforge-full"
 # pipeline parameter prefix -> preset section
@@ -68,9 +67,7 @@ def full_pipeline(
         sim_eval_slices: sim_eval pods, each evaluating a (task, episode range) slice; merged into one result set.
     """
     llm = language_model(preset, tokenize_overrides, llm_overrides)
-    shards = fingerprinted(preset, "captions", captions_overrides, uris=caption_source_uri)
-    caps = stage(caption_data(preset=preset, overrides=captions_overrides, source_uri=caption_source_uri,
-                              input_fingerprint=shards.output), "caption_data")
+    caps = captions(preset, captions_overrides, caption_source_uri)
     vlm = stage(vlm_pretrain(preset=preset, overrides=vlm_overrides, llm=llm.outputs["model"],
                              captions=caps.outputs["captions"]), "vlm_pretrain")
     demos = fanned_out("demos", "record_demos", demos_slices, preset, demos_overrides,

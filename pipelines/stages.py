@@ -4,6 +4,7 @@ keys, and the evaluate-and-compare tail (sim_eval + baselines -> step_analysis).
 
 from kfp import dsl
 
+from components.caption_data.component import caption_data
 from components.fingerprint_inputs.component import fingerprint_inputs
 from components.llm_pretrain.component import llm_pretrain
 from components.merge_slices.component import merge_slices
@@ -59,6 +60,13 @@ def language_model(preset, tokenize_overrides, llm_overrides):
     corpus = fingerprinted(preset, "tokenize", tokenize_overrides, fields="corpus")
     tok = stage(tokenize(preset=preset, overrides=tokenize_overrides, input_fingerprint=corpus.output), "tokenize")
     return stage(llm_pretrain(preset=preset, overrides=llm_overrides, dataset=tok.outputs["dataset"]), "llm_pretrain")
+
+
+def captions(preset, captions_overrides, caption_source_uri):
+    """caption_data, rendering or importing ``caption_source_uri`` (fingerprinted into its cache key)."""
+    shards = fingerprinted(preset, "captions", captions_overrides, uris=caption_source_uri)
+    return stage(caption_data(preset=preset, overrides=captions_overrides, source_uri=caption_source_uri,
+                              input_fingerprint=shards.output), "caption_data")
 
 
 def evaluate_against_baselines(policy, preset, sim_eval_overrides, baselines, model_name, step_analysis_overrides="",
