@@ -31,6 +31,7 @@ def from_hf_vlm_pipeline(
     step_analysis_overrides: str = "",
     baselines: str = "expert,random",
     model_name: str = "vlaforge_policy",
+    captions_slices: int = 1,
     sim_eval_slices: int = 1,
 ) -> NamedTuple("Outputs", policy=Model, report=HTML):
     """VLA fine-tuning on a pretrained Hugging Face VLM, then closed-loop evaluation and comparison.
@@ -47,11 +48,12 @@ def from_hf_vlm_pipeline(
         step_analysis_overrides: `key=value` lines for the step_analysis section, e.g. `guarantee=per-direction` (alpha per direction, as VLA Foundry), `crashed=refuse`.
         baselines: Comma-separated baselines evaluated beside the policy: expert, random, zero.
         model_name: Name of the trained policy in the rollouts and the report.
+        captions_slices: caption_data pods, each rendering a (task, scene range) slice; merged into one shard set.
         sim_eval_slices: sim_eval pods, each evaluating a (task, episode range) slice; merged into one result set.
     """
-    caps = captions(preset, captions_overrides, caption_source_uri)
+    caps = captions(preset, captions_overrides, caption_source_uri, captions_slices)
     backbone = fingerprinted(preset, "hf_vlm", hf_vlm_overrides, fields="model")
-    vlm = stage(hf_vlm(preset=preset, overrides=hf_vlm_overrides, captions=caps.outputs["captions"],
+    vlm = stage(hf_vlm(preset=preset, overrides=hf_vlm_overrides, captions=caps.outputs["merged"],
                        input_fingerprint=backbone.output), "hf_vlm")
     demos = stage(record_demos(preset=preset, overrides=demos_overrides), "record_demos")
     robo = stage(preprocess_robotics(preset=preset, overrides=preprocess_overrides, demos=demos.outputs["demos"]),

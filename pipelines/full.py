@@ -44,6 +44,7 @@ def full_pipeline(
     step_analysis_overrides: str = "",
     baselines: str = "expert,random",
     model_name: str = "vlaforge_policy",
+    captions_slices: int = 1,
     demos_slices: int = 1,
     sim_eval_slices: int = 1,
 ) -> NamedTuple("Outputs", llm=Model, vlm=Model, policy=Model, rollouts=Dataset, report=HTML):
@@ -63,13 +64,14 @@ def full_pipeline(
         step_analysis_overrides: `key=value` lines for the step_analysis section, e.g. `guarantee=per-direction` (alpha per direction, as VLA Foundry), `crashed=refuse`.
         baselines: Comma-separated baselines evaluated beside the policy: expert, random, zero.
         model_name: Name of the trained policy in the rollouts and the report.
+        captions_slices: caption_data pods, each rendering a (task, scene range) slice; merged into one shard set.
         demos_slices: record_demos pods, each recording a (task, seed range) slice; merged into one dataset.
         sim_eval_slices: sim_eval pods, each evaluating a (task, episode range) slice; merged into one result set.
     """
     llm = language_model(preset, tokenize_overrides, llm_overrides)
-    caps = captions(preset, captions_overrides, caption_source_uri)
+    caps = captions(preset, captions_overrides, caption_source_uri, captions_slices)
     vlm = stage(vlm_pretrain(preset=preset, overrides=vlm_overrides, llm=llm.outputs["model"],
-                             captions=caps.outputs["captions"]), "vlm_pretrain")
+                             captions=caps.outputs["merged"]), "vlm_pretrain")
     demos = fanned_out("demos", "record_demos", demos_slices, preset, demos_overrides,
                        lambda slice_overrides: record_demos(preset=preset, overrides=slice_overrides), "demos")
     robo = stage(preprocess_robotics(preset=preset, overrides=preprocess_overrides,

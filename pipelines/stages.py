@@ -31,14 +31,16 @@ def imported(uri, artifact_class, what: str):
                         reimport=False).set_display_name(f"import-{what}")
 
 
-def fanned_out(section: str, name: str, width, preset, overrides, slice_task, output: str):
+def fanned_out(section: str, name: str, width, preset, overrides, slice_task, output: str, source_uri=""):
     """Stage ``name`` run as ``width`` slices in parallel pods and merged into one artifact.
 
     ``plan_slices`` cuts the ``section``'s work into per-slice overrides; ``slice_task(overrides)`` makes
     the stage's task for one slice inside a ``dsl.ParallelFor``; ``merge_slices`` gathers the slices'
-    ``output`` artifacts (``dsl.Collected``). Returns the merge task (outputs ``merged``, ``metrics``).
+    ``output`` artifacts (``dsl.Collected``); a ``source_uri`` the stage imports makes one slice. Returns the
+    merge task (outputs ``merged``, ``metrics``).
     """
-    plan = apply_profile(plan_slices(section=section, preset=preset, overrides=overrides, width=width)
+    plan = apply_profile(plan_slices(section=section, preset=preset, overrides=overrides, width=width,
+                                     source_uri=source_uri)
                          .set_display_name(f"plan-{name.replace('_', '-')}"), "plan_slices")
     with dsl.ParallelFor(plan.output, parallelism=MAX_PARALLEL_SLICES) as slice_overrides:
         part = stage(slice_task(slice_overrides), name)
@@ -62,11 +64,15 @@ def language_model(preset, tokenize_overrides, llm_overrides):
     return stage(llm_pretrain(preset=preset, overrides=llm_overrides, dataset=tok.outputs["dataset"]), "llm_pretrain")
 
 
-def captions(preset, captions_overrides, caption_source_uri):
-    """caption_data, rendering or importing ``caption_source_uri`` (fingerprinted into its cache key)."""
+def captions(preset, captions_overrides, caption_source_uri, captions_slices=1):
+    """caption_data in ``captions_slices`` slices, rendering, or importing ``caption_source_uri`` (fingerprinted
+    into its cache key); returns the merge task (output ``merged``: the caption shards)."""
     shards = fingerprinted(preset, "captions", captions_overrides, uris=caption_source_uri)
-    return stage(caption_data(preset=preset, overrides=captions_overrides, source_uri=caption_source_uri,
-                              input_fingerprint=shards.output), "caption_data")
+    return fanned_out("captions", "caption_data", captions_slices, preset, captions_overrides,
+                      lambda slice_overrides: caption_data(preset=preset, overrides=slice_overrides,
+                                                           source_uri=caption_source_uri,
+                                                           input_fingerprint=shards.output),
+                      "captions", caption_source_uri)
 
 
 def evaluate_against_baselines(policy, preset, sim_eval_overrides, baselines, model_name, step_analysis_overrides="",

@@ -14,12 +14,12 @@ def merge_slices(section: str, preset: str, overrides: str, slices: Input[List[D
     """Write the slices' outputs as one run of the stage writes them, and log each slice's wall time.
 
     Args:
-        section: The fanned-out stage's preset section: `sim_eval` or `demos`.
+        section: The fanned-out stage's preset section: `sim_eval`, `demos` or `captions`.
         preset: Preset name or YAML path.
         overrides: `key=value` lines overriding the section (the stage's own overrides, without a slice's).
-        slices: The slices' outputs, in plan order (sim_eval `results`, record_demos `demos`).
+        slices: The slices' outputs, in plan order (sim_eval `results`, record_demos `demos`, caption_data `captions`).
         merged: sim_eval: one results.json per (model, task); record_demos: episodes.jsonl, episodes/,
-            recording_report.json.
+            recording_report.json; caption_data: shards + manifest.jsonl.
         metrics: The stage's metrics over the merged output, plus the slice count and the slowest slice's seconds.
     """
     from vlaforge.fanout import log_slice_times

@@ -1,5 +1,6 @@
 """merge_slices: its interface, and kfp.local fan-outs (plan_slices -> ParallelFor -> merge_slices) whose merged
-outputs equal a one-slice run's: sim_eval per-episode results of a deterministic policy, record_demos episodes."""
+outputs equal a one-slice run's: sim_eval per-episode results of a deterministic policy, record_demos episodes,
+caption_data shards."""
 
 import json
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 from kfp import dsl, local
 from kfp.dsl import Model
 
+from components.caption_data.component import caption_data
 from components.merge_slices.component import merge_slices
 from components.record_demos.component import record_demos
 from components.sim_eval.component import sim_eval
@@ -19,6 +21,7 @@ from vlaforge.robotics.episodes import read_index
 pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning")
 EVAL = "tasks=[reach-v3, button-press-topdown-v3]\nepisodes=\"0:2\"\nworkers=0\nmax_steps=8"
 DEMOS = "tasks=[reach-v3]\nepisodes_per_task=3\ncameras=[corner]\nimage_size=16"
+CAPTIONS = "tasks=[reach-v3, push-v3]\nscenes_per_task=3\ncameras=[corner]\nimage_size=16\nsamples_per_shard=4"
 
 
 def test_interface(tmp_path):
@@ -40,6 +43,12 @@ def evaluate(policy_uri: str, slices: int):
 def record(slices: int):
     fanned_out("demos", "record_demos", slices, "tiny", DEMOS,
                lambda item: record_demos(preset="tiny", overrides=item), "demos")
+
+
+@dsl.pipeline(name="caption-data-fanned-out")
+def render(slices: int):
+    fanned_out("captions", "caption_data", slices, "tiny", CAPTIONS,
+               lambda item: caption_data(preset="tiny", overrides=item), "captions")
 
 
 def _merged(root: Path) -> tuple[Path, dict]:
@@ -92,3 +101,16 @@ def test_record_demos_in_two_slices_equals_one(tmp_path):
         assert report_two[key] == report_one[key]
     assert report_two["tasks"]["reach-v3"]["mean_length"] == pytest.approx(report_one["tasks"]["reach-v3"]["mean_length"])
     assert report_two["config"] == report_one["config"]
+
+
+def test_caption_data_in_three_slices_writes_the_same_shards(tmp_path):
+    merged = {}
+    for slices in (1, 3):  # 3: reach 0:1 and 1:3, push 0:3; shards of 4 samples cut across slices
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / str(slices)))
+        render(slices=slices)
+        merged[slices], metrics = _merged(tmp_path / str(slices))
+        assert metrics["num_samples"] == 6 and metrics["slices"] == slices
+    files = {n: {p.name: p.read_bytes() for p in merged[n].iterdir()} for n in (1, 3)}
+    assert files[3] == files[1]
+    assert sorted(files[1]) == ["captions-000000.tar", "captions-000001.tar", "manifest.jsonl"]
+

@@ -16,7 +16,7 @@ TWO_TASKS = ["tasks=[reach-v3, push-v3]", 'episodes="0:4"']
 
 def test_interface(tmp_path):
     assert_interface(plan_slices, {"section": "String", "preset": "String", "overrides": "String",
-                                   "width": "Integer"}, {"Output": "List"}, "sim", tmp_path)
+                                   "width": "Integer", "source_uri": "String"}, {"Output": "List"}, "sim", tmp_path)
 
 
 def test_slices_cover_every_item_once_in_order():
@@ -57,3 +57,10 @@ def test_a_bad_width_fails_the_run(tmp_path, capfd):
     with pytest.raises(RuntimeError, match="FAILURE"):
         planned(width=0)
     assert "sim_eval_slices must be an integer >= 1, got 0" in "".join(capfd.readouterr())
+
+
+def test_imported_data_is_one_slice():
+    assert run("captions", "tiny", [], 1, source_uri="s3://bucket/shards") == [""]
+    with pytest.raises(SliceError, match="captions_slices must be 1 when a source URI is imported"):
+        run("captions", "tiny", [], 2, source_uri="s3://bucket/shards")
+

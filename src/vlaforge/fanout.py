@@ -1,12 +1,12 @@
 """Fan-out of a stage across pods: slicing plans, and merging the slices' outputs into one artifact.
 
-A stage's work is a set of per-task index ranges (sim_eval: episode indices, record_demos: seed
-indices). :func:`plan_slices` cuts it into exactly ``width`` slices: whole tasks grouped together when
+A stage's work is a set of per-task index ranges (sim_eval: episode indices, record_demos and
+caption_data: seed indices). :func:`plan_slices` cuts it into exactly ``width`` slices: whole tasks grouped together when
 there are at least as many tasks as slices, else each task's range split into contiguous pieces, the
 slices shared among tasks in proportion to their sizes. The pipeline runs one pod per slice
 (``dsl.ParallelFor``) and a merge step (``dsl.Collected``) writes the layout a one-slice run writes:
 one ``results.json`` per (model, task) for sim_eval; one ``episodes.jsonl`` and one
-``recording_report.json`` for record_demos.
+``recording_report.json`` for record_demos; the same shards and ``manifest.jsonl`` for caption_data.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from vlaforge import storage
+from vlaforge.data.shards import ShardWriter, iter_samples, read_manifest
 from vlaforge.robotics.episodes import EPISODES_INDEX
 from vlaforge.sim.rollouts import RESULTS, RolloutError, RolloutFile
 
@@ -30,6 +31,7 @@ class FanoutConfig:
 
     sim_eval: int = 1  # (task, episode range) slices of sim_eval
     demos: int = 1  # (task, seed range) slices of record_demos
+    captions: int = 1  # (task, scene range) slices of caption_data (rendered; an imported source is one slice)
 
 
 class SliceError(ValueError):
@@ -122,3 +124,19 @@ def merge_episodes(slice_uris: list[str], out_uri: str) -> int:
             storage.copy_dir(storage.join(uri, "episodes"), storage.join(out_uri, "episodes"))
     storage.write_text(storage.join(out_uri, EPISODES_INDEX), "".join(line + "\n" for line in lines))
     return len(lines)
+
+
+def merge_shards(slice_uris: list[str], out_uri: str, prefix: str, samples_per_shard: int) -> dict:
+    """The slices' WebDataset samples, in slice order, rewritten as one set of ``prefix`` shards of
+    ``samples_per_shard`` (byte for byte the shards one run writes); one slice (e.g. imported shards) is
+    copied as it is. Returns counts."""
+    if len(slice_uris) == 1:
+        storage.copy_dir(slice_uris[0], out_uri)
+        shards = read_manifest(out_uri)
+        return {"num_samples": sum(s.num_samples for s in shards), "num_shards": len(shards)}
+    with ShardWriter(out_uri, prefix, samples_per_shard) as writer:
+        for uri in slice_uris:
+            for shard in read_manifest(uri):
+                for sample in iter_samples(shard.uri):
+                    writer.write(sample)
+    return {"num_samples": sum(s["num_sequences"] for s in writer.shards), "num_shards": len(writer.shards)}
