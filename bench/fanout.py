@@ -1,15 +1,17 @@
-"""Fan-out across pods under kfp.local: sim_eval and record_demos throughput with 1 and 2 slices.
+"""Fan-out across pods under kfp.local: sim_eval, record_demos and caption_data throughput with 1 and 2 slices.
 
 Runs the pipelines' own fan-out (plan_slices -> ParallelFor of the stage component -> merge_slices, the
 wiring of pipelines/stages.py) uncached, once per width, and prints items per minute over the whole
 fan-out (planning, every slice's process start, the merge) and over the slices alone (items / the
 slowest slice's wall time), each with the ratio to 1 slice measured in the same run. sim_eval evaluates
 the scripted expert (``baseline:expert``, deterministic) with the cameras rendered every step as for a
-vision policy; record_demos records the expert with its preset noise. Each slice runs its episodes in
+vision policy; record_demos records the expert with its preset noise; caption_data renders captioned
+scenes. Each slice runs its episodes in
 its own process (``workers=0``): one pod per slice, as on a cluster. The load average is printed beside
 each figure; on a shared machine the figures move with it.
 
-    .venv/bin/python bench/fanout.py [--tasks reach-v3 push-v3] [--episodes 12] [--demos 8] [--slices 1 2]
+    .venv/bin/python bench/fanout.py [--tasks reach-v3 push-v3] [--episodes 12] [--demos 8] [--scenes 16]
+                                     [--slices 1 2]
 """
 
 import argparse
@@ -26,6 +28,7 @@ from pathlib import Path
 from kfp import dsl, local
 from kfp.dsl import Model
 
+from components.caption_data.component import caption_data
 from components.record_demos.component import record_demos
 from components.sim_eval.component import sim_eval
 from pipelines.stages import fanned_out
@@ -43,6 +46,12 @@ def evaluate(overrides: str, slices: int):
 def record(overrides: str, slices: int):
     fanned_out("demos", "record_demos", slices, "tiny", overrides,
                lambda item: record_demos(preset="tiny", overrides=item), "demos")
+
+
+@dsl.pipeline(name="bench-fanout-caption-data")
+def render(overrides: str, slices: int):
+    fanned_out("captions", "caption_data", slices, "tiny", overrides,
+               lambda item: caption_data(preset="tiny", overrides=item), "captions")
 
 
 def measure(pipeline, overrides: list[str], slices: int) -> tuple[float, float]:
@@ -63,6 +72,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["reach-v3", "push-v3"])
     parser.add_argument("--episodes", type=int, default=12, help="sim_eval episodes per task (rendered)")
     parser.add_argument("--demos", type=int, default=8, help="record_demos episodes per task")
+    parser.add_argument("--scenes", type=int, default=16, help="caption_data scenes per task")
     parser.add_argument("--slices", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -74,6 +84,8 @@ def main() -> None:
                                 "cameras=[corner, behindGripper]", "image_size=64"], args.episodes),
         "record_demos": (record, [tasks, f"episodes_per_task={args.demos}", "workers=0", "image_size=64",
                                   "cameras=[corner, behindGripper]"], args.demos),
+        "caption_data": (render, [tasks, f"scenes_per_task={args.scenes}", "image_size=64",
+                                  "cameras=[corner, topview]"], args.scenes),
     }
     print(f"fan-out under kfp.local: {', '.join(args.tasks)}, {os.cpu_count()} CPUs, one process per slice")
     print(f"{'stage':<13} {'items':>5} {'slices':>6} {'items/min (all)':>16} {'vs 1':>6} "
