@@ -19,7 +19,7 @@ from pipelines.stages import fanned_out
 from vlaforge.robotics.episodes import read_index
 
 pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning")
-EVAL = "tasks=[reach-v3, button-press-topdown-v3]\nepisodes=\"0:2\"\nworkers=0\nmax_steps=8"
+EVAL = "tasks=[reach-v3, button-press-topdown-v3]\nepisodes=\"0:2\"\nworkers=0\nmax_steps=8\nvideos_per_task=1"
 DEMOS = "tasks=[reach-v3]\nepisodes_per_task=3\ncameras=[corner]\nimage_size=16"
 CAPTIONS = "tasks=[reach-v3, push-v3]\nscenes_per_task=3\ncameras=[corner]\nimage_size=16\nsamples_per_shard=4"
 
@@ -79,6 +79,9 @@ def test_sim_eval_in_three_slices_equals_one(upstream, tmp_path, capfd):
            {k: v for k, v in one_metrics.items() if "slice" not in k}
     assert three_metrics["slices"] == 3 and one_metrics["slices"] == 1
     assert "sim_eval slice 3/3:" in "".join(capfd.readouterr())
+    videos = {n: sorted(f"{p.parents[3].name}/{p.name}" for p in merged.glob("tiny_policy/*/rollouts/*/videos/*"))
+              for n, merged in ((1, one), (3, three))}
+    assert videos[3] == videos[1] == ["ButtonPressTopdownV3/episode_000000.gif", "ReachV3/episode_000000.gif"]
 
 
 def test_record_demos_in_two_slices_equals_one(tmp_path):

@@ -31,7 +31,12 @@ def test_slices_cover_every_item_once_in_order():
 
 def test_slice_overrides_run_the_stage_on_its_share():
     assert [split_overrides(s)[2:] for s in run("sim_eval", "tiny", TWO_TASKS, 2)] == \
-           [['tasks=["reach-v3"]', 'episodes="0:4"'], ['tasks=["push-v3"]', 'episodes="0:4"']]
+           [['tasks=["reach-v3"]', 'episodes="0:4"', "videos_per_task=1"],
+            ['tasks=["push-v3"]', 'episodes="0:4"', "videos_per_task=1"]]
+    videos = run("sim_eval", "tiny", ['episodes="2:8"', "videos_per_task=3"], 3)  # videos of episodes 2, 3, 4
+    assert [split_overrides(s)[-2:] for s in videos] == [['episodes="2:4"', "videos_per_task=3"],
+                                                        ['episodes="4:6"', "videos_per_task=1"],
+                                                        ['episodes="6:8"', "videos_per_task=0"]]
     demos = run("demos", "tiny", ["episodes_per_task=5"], 2)
     assert [split_overrides(s)[1:] for s in demos] == [
         ['tasks=["reach-v3"]', 'task_episodes={"reach-v3": 2}', "first_episode=0"],

@@ -33,12 +33,14 @@ def _ranges(section: str, cfg) -> dict[str, tuple[int, int]]:
     return {task: (cfg.indices(task).start, cfg.indices(task).stop) for task in cfg.tasks}
 
 
-def _slice_values(section: str, segments: list[Segment]) -> dict:
+def _slice_values(section: str, segments: list[Segment], cfg) -> dict:
     tasks = [task for task, _, _ in segments]
     _, start, end = segments[0]
     # sim_eval and captions: a slice of several tasks holds them whole, so one range serves all
-    if section == "sim_eval":
-        return {"tasks": tasks, "episodes": f"{start}:{end}"}
+    if section == "sim_eval":  # videos of the same episodes as one run: the first videos_per_task of the range
+        first = parse_range(cfg.episodes)[0]
+        return {"tasks": tasks, "episodes": f"{start}:{end}",
+                "videos_per_task": max(0, first + cfg.videos_per_task - start)}
     if section == "captions":
         return {"tasks": tasks, "first_scene": start, "scenes_per_task": end - start}
     return {"tasks": tasks, "task_episodes": {task: e - s for task, s, e in segments}, "first_episode": start}
@@ -53,5 +55,6 @@ def run(section: str, preset: str, overrides: str | list[str], width: int, sourc
         if width != 1:
             raise SliceError(f"{section}_slices must be 1 when a source URI is imported ({source_uri}), got {width}")
         return ["\n".join(base)]
-    slices = plan_slices(_ranges(section, config(section, preset, base)), width, f"{section}_slices")
-    return ["\n".join(base + override_lines(_slice_values(section, s))) for s in slices]
+    cfg = config(section, preset, base)
+    slices = plan_slices(_ranges(section, cfg), width, f"{section}_slices")
+    return ["\n".join(base + override_lines(_slice_values(section, s, cfg))) for s in slices]
