@@ -40,7 +40,7 @@ from vlaforge.train.optim import build_optimizer, param_groups
 
 LEVERS = {"plain": {"fused_loss": False, "compile": False}, "fused_loss": {"fused_loss": True, "compile": False},
           "compile": {"fused_loss": False, "compile": True}, "fused+compile": {"fused_loss": True, "compile": True}}
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}  # dense, per card
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H100 PCIe": 756.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}  # dense
 
 
 def preset_shape(preset: str) -> tuple[LLMConfig, int, TrainConfig]:
@@ -146,6 +146,30 @@ def model_flops_per_token(cfg: LLMConfig, seq_len: int) -> float:
     return 6 * (cfg.n_layers * block + head) + 12 * cfg.n_layers * cfg.d_model * seq_len
 
 
+def peak_bf16_tflops(device_name: str) -> float | None:
+    """The card's dense bf16 peak from its name (the longest known model name in it), or None."""
+    known = [k for k in PEAK_BF16_TFLOPS if k in device_name]
+    return PEAK_BF16_TFLOPS[max(known, key=len)] if known else None
+
+
+def gpu_shape(preset: str) -> tuple[LLMConfig, int, TrainConfig]:
+    """``preset``'s shape with the settings the GPU row measures: bf16, fsdp, compile (fused loss as set)."""
+    cfg, seq_len, train_cfg = preset_shape(preset)
+    return cfg, seq_len, dataclasses.replace(train_cfg, strategy="fsdp", compile=True, precision="bf16")
+
+
+def gpu_row(device_name: str, preset: str, cfg: LLMConfig, seq_len: int, train_cfg: TrainConfig,
+            tokens_per_s: float, peak_memory_bytes: int, peak_tflops: float | None) -> str:
+    """The printed GPU figures: tokens/s, achieved TFLOP/s, MFU against the card's peak, peak memory."""
+    peak = peak_tflops or peak_bf16_tflops(device_name)
+    achieved = tokens_per_s * model_flops_per_token(cfg, seq_len) / 1e12
+    mfu = f"{100 * achieved / peak:.1f}%" if peak else "n/a (pass --peak-tflops)"
+    return (f"GPU {device_name}: {preset} T={seq_len} B={train_cfg.micro_batch_size} {train_cfg.precision} "
+            f"{train_cfg.strategy}+compile={train_cfg.compile} fused_loss={train_cfg.fused_loss}: "
+            f"{tokens_per_s:,.0f} tokens/s, {achieved:.0f} TFLOP/s, MFU {mfu}, "
+            f"peak memory {peak_memory_bytes / 2**30:.1f} GiB")
+
+
 def bench_gpu(preset: str, steps: int, warmup: int, peak_tflops: float | None) -> None:
     """MFU and peak memory of the preset's step on one CUDA device: bf16, fsdp (one-process group), compile."""
     import torch.distributed as dist
@@ -154,25 +178,18 @@ def bench_gpu(preset: str, steps: int, warmup: int, peak_tflops: float | None) -
     os.environ.setdefault("MASTER_PORT", "29533")
     if not dist.is_initialized():
         dist.init_process_group("nccl", rank=0, world_size=1)
-    cfg, seq_len, train_cfg = preset_shape(preset)
-    train_cfg = dataclasses.replace(train_cfg, strategy="fsdp", compile=True, precision="bf16")
-    name = torch.cuda.get_device_name()
-    peak = peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    cfg, seq_len, train_cfg = gpu_shape(preset)
     batch = torch.randint(0, cfg.vocab_size, (train_cfg.micro_batch_size, seq_len + 1), device="cuda")
     trainer = ours(cfg, train_cfg, batch)
     trainer.run(warmup)
     torch.cuda.reset_peak_memory_stats()
     seconds = trainer.run(steps)
-    tokens_per_s = steps * batch.shape[0] * seq_len / seconds
-    achieved = tokens_per_s * model_flops_per_token(cfg, seq_len) / 1e12
-    mfu = f"{100 * achieved / peak:.1f}%" if peak else "n/a (pass --peak-tflops)"
-    print(f"GPU {name}: {preset} T={seq_len} B={batch.shape[0]} bf16 fsdp+compile fused_loss="
-          f"{train_cfg.fused_loss}: {tokens_per_s:,.0f} tokens/s, {achieved:.0f} TFLOP/s, MFU {mfu}, "
-          f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    print(gpu_row(torch.cuda.get_device_name(), preset, cfg, seq_len, train_cfg,
+                  steps * batch.shape[0] * seq_len / seconds, torch.cuda.max_memory_allocated(), peak_tflops))
     dist.destroy_process_group()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "11m"])
     parser.add_argument("--levers", nargs="*", default=list(LEVERS), choices=list(LEVERS),
@@ -183,7 +200,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--gpu-preset", default="410m", help="preset measured on CUDA (MFU, peak memory)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="card's dense bf16 peak, if not known")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"LLM training throughput, fp32 on CPU, {args.threads} threads, {args.rounds} x {args.steps} steps "
           f"after {args.warmup} warm-up steps (forward + backward + clip + AdamW), interleaved with HF Llama; "

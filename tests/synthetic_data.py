@@ -41,8 +41,8 @@ def write_caption_shards(out: str, n: int, size: int = 32, seed: int = 0, mode: 
                           "json": json.dumps({"uid": f"{i:06d}", "caption": caption, "width": size, "height": size})})
 
 
-def write_episodes(out: str, n: int, length: int = 12, size: int = 32, seed: int = 0) -> None:
-    """Raw episodes (vlaforge.robotics.episodes format) with one camera, ``cam``."""
+def write_episodes(out: str, n: int, length: int = 12, size: int = 32, seed: int = 0, prefix: str = "ep") -> None:
+    """Raw episodes (vlaforge.robotics.episodes format) with one camera, ``cam``; ids ``<prefix>-<i>``."""
     from vlaforge.robotics.episodes import EpisodeWriter
 
     rng = random.Random(seed)
@@ -57,6 +57,6 @@ def write_episodes(out: str, n: int, length: int = 12, size: int = 32, seed: int
             action[t] = [0.5 * direction, 0.1 * np.sin(t), 0.0, 1.0 if t > length // 2 else -1.0]
             if t + 1 < length:
                 pos[t + 1] = pos[t] + 0.01 * action[t]
-        writer.write(f"ep-{i:05d}", f"{mode}-square", INSTRUCTIONS[mode], {"cam": frames}, pos, action,
+        writer.write(f"{prefix}-{i:05d}", f"{mode}-square", INSTRUCTIONS[mode], {"cam": frames}, pos, action,
                      success=np.arange(length) == length - 1, seed=i)
     writer.close()

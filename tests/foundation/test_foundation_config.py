@@ -10,7 +10,10 @@ import torch
 from vlaforge.config import ConfigError, load, load_preset_dict
 from vlaforge.data.tokenize import TokenizeConfig
 from vlaforge.models.llm import Transformer
+from vlaforge.stages.hf_vlm import HFVLMStageConfig
 from vlaforge.stages.llm_pretrain import LLMStageConfig
+from vlaforge.stages.vla_finetune import VLAStageConfig
+from vlaforge.stages.vlm_pretrain import VLMStageConfig
 from vlaforge.train.loop import total_steps
 
 SIZE_PRESETS = {"11m": 11e6, "100m": 100e6, "410m": 410e6, "1b": 1e9}
@@ -96,3 +99,18 @@ def test_resolved_sections_hold_every_field_so_new_defaults_change_cache_keys():
     assert "labels=\"executed\"" in sections["demos"].splitlines()
     cfg = load(LLMStageConfig, "tiny", llm, "llm")
     assert cfg == load(LLMStageConfig, "tiny", ["train.lr=0.01"], "llm")  # the stage reads the same config
+
+
+TRAINING_SECTIONS = {"llm": LLMStageConfig, "vlm": VLMStageConfig, "vla": VLAStageConfig, "hf_vlm": HFVLMStageConfig}
+CLUSTER_PRESETS = ("100m", "410m", "1b")  # presets with no HF-backbone variants: the hf_vlm stage takes any model
+
+
+@pytest.mark.parametrize("preset", ["tiny", "metaworld4", *CLUSTER_PRESETS])
+def test_cluster_presets_run_fsdp_compile_bf16_while_cpu_presets_stay_quick(preset):
+    for section, cls in TRAINING_SECTIONS.items():
+        train = load(cls, preset, None, section).train
+        gpu = preset in CLUSTER_PRESETS and section == "llm"  # the size presets change the text stages only
+        settings = (train.strategy, train.compile, train.precision)
+        assert settings == (("fsdp", True, "bf16") if gpu else ("ddp", False, "auto")), (section, settings)
+        if not gpu:  # nothing that costs a compile or a recompute on 2 CPU cores
+            assert not train.activation_checkpointing, section

@@ -20,6 +20,7 @@ from vlaforge.kube import trainjob
 from vlaforge.kube.launch import OUT, run_training, stage_cli_args, torchrun_command
 from vlaforge.kube.profile import LAUNCH_ENV, PROFILE_DIR, launch_spec, profile_from_dict
 from vlaforge.stages import write_summary
+from vlaforge.train import checkpoint as ckpt
 
 TRAINJOB_CRD = Path(__file__).resolve().parents[1] / "crds" / "trainer.kubeflow.org_trainjobs.yaml"
 COMPILE_ARGS = ["compile", "--out", OUT, "--pipeline", "vlaforge-llm-from-dataset"]
@@ -303,3 +304,31 @@ def test_training_components_hand_their_inputs_to_a_trainjob(monkeypatch, tmp_pa
     assert set(written) == metric_keys
     assert all(written[k] == FAKE_SUMMARY[k] for k in written if k in FAKE_SUMMARY)
     assert out.metadata["kind"] == kind
+
+
+def test_multi_node_fsdp_trainjob_carries_the_strategy_and_trains_sharded(monkeypatch, tmp_path, tokenized):
+    """A 2-node x 8-GPU fsdp stage: the TrainJob (valid against the CRD) runs torchrun over the stage command
+    with the UI overrides as --set arguments, one process per GPU; a node running it trains FSDP2 shards."""
+    from components.llm_pretrain.component import llm_pretrain
+
+    overrides = TINY_STEPS + "\ntrain.max_steps=3\ntrain.strategy=fsdp\ntrain.activation_checkpointing=true"
+    monkeypatch.setenv(LAUNCH_ENV, json.dumps(_launch(tmp_path, num_nodes=2, accelerators=8)))
+    cluster = FakeCluster()  # validates the body against the CRD, then runs the node's command in this process
+    monkeypatch.setattr(trainjob, "in_cluster_api", lambda: cluster)
+    model, metrics = Model(name="model", uri=str(tmp_path / "model")), Metrics(name="m", uri=str(tmp_path / "m"))
+    llm_pretrain.python_func(preset="tiny", overrides=overrides, dataset=Dataset(name="d", uri=str(tokenized)),
+                             model=model, metrics=metrics)
+    (job,) = cluster.jobs.values()
+    trainer = job["spec"]["trainer"]
+    assert trainer["command"] == ["torchrun", "-m", "vlaforge.cli"]
+    assert (trainer["numNodes"], trainer["numProcPerNode"]) == (2, 8)  # the runtime's PET_NNODES / PET_NPROC_PER_NODE
+    assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "8"
+    args = trainer["args"]
+    assert args[:3] == ["llm-pretrain", "--preset", "tiny"]
+    sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    assert sets[-2:] == ["train.strategy=fsdp", "train.activation_checkpointing=true"]
+    staging = tmp_path / "staging" / job["metadata"]["name"]
+    latest = json.loads((staging / "checkpoints" / "latest.json").read_text())
+    assert ckpt.is_sharded(str(staging / "checkpoints" / latest["path"]))
+    assert json.loads((staging / "config.json").read_text())["train"]["strategy"] == "fsdp"
+    assert (tmp_path / "model" / "model.safetensors").is_file()  # one file, gathered from the shards

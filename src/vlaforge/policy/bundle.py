@@ -22,13 +22,17 @@ from vlaforge.train import checkpoint as ckpt
 REQUIRED = ("model.safetensors", "config.json", "normalizer.json", "preprocessing_config.yaml")
 
 
-def write_bundle_extras(model, robotics_uri: str, out_uri: str) -> None:
-    """Tokenizer/HF files, normaliser, stats and preprocessing config next to the trained weights."""
+def write_bundle_extras(model, robotics_uri: str, out_uri: str, stats: dict | None = None) -> None:
+    """Tokenizer/HF files, normaliser, stats and preprocessing config next to the trained weights;
+    ``stats`` (a data mixture's combined statistics) replaces the dataset's ``stats.json``."""
     from vlaforge.robotics.loader import RoboticsDataset
 
-    dataset = RoboticsDataset(robotics_uri, "train", infinite=False)
+    dataset = RoboticsDataset(robotics_uri, "train", infinite=False, stats=stats)
     storage.write_text(storage.join(out_uri, "normalizer.json"), json.dumps(dataset.normalizer.to_dict(), indent=2))
-    for name in ("stats.json", "preprocessing_config.yaml"):
+    names = ["preprocessing_config.yaml"] + ([] if stats else ["stats.json"])
+    if stats:
+        storage.write_text(storage.join(out_uri, "stats.json"), json.dumps(stats, indent=1))
+    for name in names:
         storage.write_bytes(storage.join(out_uri, name), storage.read_bytes(storage.join(robotics_uri, name)))
     model.backbone.save_bundle_files(out_uri)
 

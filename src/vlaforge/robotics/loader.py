@@ -82,7 +82,8 @@ def _ddp_position() -> tuple[int, int]:
 class RoboticsDataset(IterableDataset):
     """Decoded samples of one split (``train``/``val``) of a preprocessed robotics dataset folder.
 
-    ``normalization`` overrides the mode recorded in ``preprocessing_config.yaml``. ``start_batch``
+    ``normalization`` overrides the mode recorded in ``preprocessing_config.yaml``, ``stats`` the
+    dataset's ``stats.json`` (a mixture normalises every source alike). ``start_batch``
     and ``batch_size`` resume a stream: each reader skips what it delivered in the first
     ``start_batch`` batches of a DataLoader with that batch size. ``rank``/``world_size`` default to
     the DDP process group's, read here in the rank's main process (DataLoader workers have none).
@@ -90,13 +91,13 @@ class RoboticsDataset(IterableDataset):
 
     def __init__(self, uri: str, split: str = "train", *, infinite: bool = True, shuffle_buffer: int = 256,
                  seed: int = 0, normalization: str | None = None, start_batch: int = 0, batch_size: int = 1,
-                 rank: int | None = None, world_size: int | None = None):
+                 rank: int | None = None, world_size: int | None = None, stats: dict | None = None):
         self.uri, self.split = uri, split
         ddp_rank, ddp_world = _ddp_position()
         self.rank = ddp_rank if rank is None else rank
         self.world_size = ddp_world if world_size is None else world_size
         self.cfg = read_preprocessing_config(uri)
-        self.normalizer = Normalizer.from_stats(read_stats(uri), normalization or self.cfg.normalization)
+        self.normalizer = Normalizer.from_stats(stats or read_stats(uri), normalization or self.cfg.normalization)
         self.shards = read_manifest(storage.join(uri, split))
         self.infinite, self.shuffle_buffer, self.seed = infinite, shuffle_buffer, seed
         self.start_batch, self.batch_size = start_batch, batch_size
@@ -144,6 +145,14 @@ class RoboticsDataset(IterableDataset):
         rng.shuffle(buffer)
         yield from buffer
 
+    def raw(self, reader: int = 0, readers: int = 1, skip: int = 0) -> Iterator[dict]:
+        """Undecoded samples of one reader, shuffled, from its ``skip``-th on (skipping decodes nothing)."""
+        rng = np.random.default_rng([self.seed, reader, 1])
+        return itertools.islice(self._shuffled(self._raw_stream(reader, readers), rng), skip, None)
+
+    def decode(self, raw: dict) -> dict:
+        return decode_sample(raw, self.cfg, self.normalizer)
+
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
@@ -152,19 +161,18 @@ class RoboticsDataset(IterableDataset):
         role = (worker + self.start_batch) % workers
         served = (self.start_batch - role + workers - 1) // workers if self.start_batch > role else 0
         reader, readers = self.rank * workers + role, self.world_size * workers
-        rng = np.random.default_rng([self.seed, reader, 1])
-        stream = self._shuffled(self._raw_stream(reader, readers), rng)
-        for raw in itertools.islice(stream, served * self.batch_size, None):
-            yield decode_sample(raw, self.cfg, self.normalizer)
+        for raw in self.raw(reader, readers, served * self.batch_size):
+            yield self.decode(raw)
 
 
 def make_loader(uri: str, batch_size: int, num_workers: int = 0, *, split: str = "train", infinite: bool = True,
                 shuffle_buffer: int = 256, seed: int = 0, start_batch: int = 0, normalization: str | None = None,
-                pin_memory: bool = False) -> DataLoader:
+                pin_memory: bool = False, stats: dict | None = None) -> DataLoader:
     """A DataLoader of batches (module docstring) over ``<uri>/<split>``; ``loader.dataset`` holds the
     preprocessing config (``.cfg``) and the normaliser (``.normalizer``) to bundle with the policy."""
     dataset = RoboticsDataset(uri, split, infinite=infinite, shuffle_buffer=shuffle_buffer, seed=seed,
-                              normalization=normalization, start_batch=start_batch, batch_size=batch_size)
+                              normalization=normalization, start_batch=start_batch, batch_size=batch_size,
+                              stats=stats)
     return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
                       persistent_workers=False)
 

@@ -35,10 +35,12 @@ STRINGS = ("instruction", "task")
 class InMemorySamples:
     """Every sample of ``<uri>/<split>``, decoded into stacked tensors (module docstring)."""
 
-    def __init__(self, uri: str, split: str = "train", normalization: str | None = None, workers: int = 0):
-        """``workers``: DataLoader processes that decode shards in parallel (the order then follows them)."""
+    def __init__(self, uri: str, split: str = "train", normalization: str | None = None, workers: int = 0,
+                 stats: dict | None = None):
+        """``workers``: DataLoader processes that decode shards in parallel (the order then follows them);
+        ``stats`` replaces the dataset's ``stats.json`` for normalisation."""
         dataset = RoboticsDataset(uri, split, infinite=False, shuffle_buffer=0, normalization=normalization,
-                                  rank=0, world_size=1)
+                                  rank=0, world_size=1, stats=stats)
         self.cfg, self.normalizer = dataset.cfg, dataset.normalizer
         n = dataset.num_samples
         if n == 0:
@@ -67,6 +69,17 @@ class InMemorySamples:
         if values.shape[0] != len(self):
             raise ValueError(f"column {name!r} has {values.shape[0]} rows for {len(self)} samples")
         self.columns[name] = values
+
+    def extend(self, other: InMemorySamples) -> None:
+        """Append ``other``'s samples after these (a mixture's sources as one set of indices)."""
+        if other.columns.keys() != self.columns.keys():
+            raise ValueError(f"cannot append samples with columns {sorted(other.columns)} to {sorted(self.columns)}")
+        self.columns = {k: torch.cat([v, other.columns[k]]) for k, v in self.columns.items()}
+        for key in STRINGS:
+            strings = sorted(set(self.strings[key]) | set(other.strings[key]))
+            code_of = {v: i for i, v in enumerate(strings)}
+            recoded = [torch.tensor([code_of[v] for v in part.strings[key]])[part.codes[key]] for part in (self, other)]
+            self.strings[key], self.codes[key] = strings, torch.cat(recoded)
 
     def batch(self, index: torch.Tensor) -> dict:
         """The samples at ``index`` as one batch (the loader's batch layout plus any added columns)."""

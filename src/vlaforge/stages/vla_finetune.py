@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from vlaforge.config import load
+from vlaforge.data.mixture import MixtureSource
 from vlaforge.models.heads import ActionExpertConfig
 from vlaforge.models.vla import VLA, build_vla, load_backbone
 from vlaforge.policy.bundle import write_bundle_extras
@@ -22,6 +23,7 @@ from vlaforge.robotics.augment import random_shift
 from vlaforge.robotics.config import read_preprocessing_config
 from vlaforge.robotics.loader import make_loader
 from vlaforge.robotics.memory import InMemorySamples
+from vlaforge.robotics.mixture import in_memory_mixture, in_memory_mixture_batches, mixture_loader, robotics_mixture
 from vlaforge.train.config import TrainConfig
 from vlaforge.train.loop import train
 
@@ -41,6 +43,8 @@ class VLAStageConfig:
     data_in_memory: bool = False  # decode the train split once into memory instead of streaming it
     cache_backbone_states: bool = False  # with data_in_memory + freeze_backbone: run the frozen backbone once per sample
     balance_tasks: bool = False  # with data_in_memory: every task equally likely in a batch, however many samples it has
+    data_weight: float = 1.0  # sampling weight of the input dataset when mixture lists more
+    mixture: list[MixtureSource] = field(default_factory=list)  # more robotics datasets (same shapes), weighted
 
     def validate(self) -> None:
         if self.cache_backbone_states and not (self.data_in_memory and self.freeze_backbone):
@@ -48,6 +52,8 @@ class VLAStageConfig:
                              "(the states of a backbone that trains change every step)")
         if self.balance_tasks and not self.data_in_memory:
             raise ValueError("vla.balance_tasks needs vla.data_in_memory: true")
+        if self.balance_tasks and self.mixture:
+            raise ValueError("vla.balance_tasks and vla.mixture both decide how samples are drawn; set one of them")
 
 
 class RoboticsTask:
@@ -56,8 +62,19 @@ class RoboticsTask:
 
     def __init__(self, data_uri: str, cfg: VLAStageConfig, model: VLA):
         self.data_uri, self.cfg, self.model = data_uri, cfg, model
+        self.mix = robotics_mixture(data_uri, cfg.mixture, cfg.data_weight) if cfg.mixture else None
+        self.stats = self.mix.stats if self.mix else None  # the normalisation of every source
 
     def train_batches(self, start_sample, rank, world, micro_batch):
+        if self.mix and self.cfg.data_in_memory:
+            samples, sizes = in_memory_mixture(self.mix, self.cfg.num_workers)
+            if self.cfg.cache_backbone_states:
+                samples.add_column("backbone_states", precompute_backbone_states(self.model, samples))
+            return in_memory_mixture_batches(samples, sizes, self.mix.probabilities, micro_batch, self.cfg.train.seed,
+                                             start_sample // micro_batch, rank, world)
+        if self.mix:
+            return iter(mixture_loader(self.mix, micro_batch, self.cfg.num_workers, self.cfg.train.seed,
+                                       start_sample // micro_batch, rank, world, self.cfg.shuffle_buffer))
         if self.cfg.data_in_memory:
             samples = InMemorySamples(self.data_uri, workers=self.cfg.num_workers)
             if self.cfg.cache_backbone_states:
@@ -68,7 +85,8 @@ class RoboticsTask:
                                 start_batch=start_sample // micro_batch, shuffle_buffer=self.cfg.shuffle_buffer))
 
     def val_batches(self, micro_batch):
-        return iter(make_loader(self.data_uri, micro_batch, 0, split="val", infinite=False, shuffle_buffer=0))
+        return iter(make_loader(self.data_uri, micro_batch, 0, split="val", infinite=False, shuffle_buffer=0,
+                                stats=self.stats))
 
     def loss(self, model, batch):
         if model.training and self.cfg.image_shift:
@@ -100,10 +118,12 @@ def vla_finetune(cfg: VLAStageConfig, backbone_uri: str, robotics_uri: str, out_
              pre.future_steps, cfg.execute_steps)
     config = {"kind": "vla", "backbone": backbone_config, "expert": dataclasses.asdict(cfg.expert),
               "freeze_backbone": cfg.freeze_backbone, "execute_steps": cfg.execute_steps,
-              "train": dataclasses.asdict(cfg.train), "data": robotics_uri}
-    summary = train(model, RoboticsTask(robotics_uri, cfg, model), cfg.train, out_uri, config)
+              "train": dataclasses.asdict(cfg.train), "data": robotics_uri, "data_weight": cfg.data_weight,
+              "mixture": [dataclasses.asdict(m) for m in cfg.mixture]}
+    task = RoboticsTask(robotics_uri, cfg, model)
+    summary = train(model, task, cfg.train, out_uri, config)
     if summary:
-        write_bundle_extras(model, robotics_uri, out_uri)
+        write_bundle_extras(model, robotics_uri, out_uri, task.stats)
     return summary
 
 

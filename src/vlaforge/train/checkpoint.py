@@ -7,6 +7,9 @@ restarted pod resumes from the newest complete one. Optimizer state is read with
 Under FSDP a checkpoint is sharded (:func:`save_sharded`): each rank writes its own shards of the model,
 optimizer and EMA through ``torch.distributed.checkpoint`` (``dcp/``), so it loads on any world size.
 The final model of a stage is always one ``model.safetensors`` (:func:`save_full_weights`).
+
+Crash tests set ``VLAFORGE_KILL_IN_CHECKPOINT=<step>``: a process then SIGKILLs itself right after
+uploading its first file of that step's checkpoint, a deterministic point in the middle of the write.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import io
 import json
 import logging
 import os
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,6 +33,7 @@ LATEST = "latest.json"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 SHARDS = "dcp"  # the torch.distributed.checkpoint folder of a sharded checkpoint
+KILL_IN_CHECKPOINT = "VLAFORGE_KILL_IN_CHECKPOINT"  # crash tests (module docstring)
 
 
 def save_weights(model: torch.nn.Module, local_dir: str) -> None:
@@ -76,10 +81,18 @@ def save_checkpoint(ckpt_dir: str, step: int, model: torch.nn.Module, optimizer:
         with open(os.path.join(tmp, "optimizer.pt"), "wb") as f:
             f.write(buf.getvalue())
         _write_meta(tmp, state, config)
-        storage.upload_dir(tmp, target)
+        _upload(tmp, {n: storage.join(target, n) for n in os.listdir(tmp)}, step)
     _move_latest(ckpt_dir, step, name, keep)
     log.info("checkpoint step %d -> %s", step, target)
     return target
+
+
+def _upload(local_dir: str, files: dict[str, str], step: int) -> None:
+    """Upload ``{local file name: uri}`` in name order, each file atomically (see KILL_IN_CHECKPOINT)."""
+    for i, name in enumerate(sorted(files)):
+        storage.upload_file(os.path.join(local_dir, name), files[name])
+        if i == 0 and os.environ.get(KILL_IN_CHECKPOINT) == str(step):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _write_meta(local_dir: str, state: dict, config: dict) -> None:
@@ -158,8 +171,7 @@ def save_sharded(ckpt_dir: str, step: int, model: torch.nn.Module, optimizer: to
             if rank == 0:
                 _write_meta(tmp, state, config)
                 files.update({n: storage.join(target, n) for n in (CONFIG, "trainer_state.json")})
-            for file, uri in files.items():
-                storage.upload_file(os.path.join(tmp, file), uri)
+            _upload(tmp, files, step)
     except Exception as err:  # noqa: BLE001 - agreed on below, so that every rank retries together
         failure = err
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
