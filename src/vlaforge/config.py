@@ -1,13 +1,15 @@
 """Typed configuration: dataclasses filled from YAML presets and ``key.sub=value`` overrides.
 
-Unknown or misspelled keys and values of the wrong type are errors that name the key and the file
-they came from; nothing is dropped silently.
+Unknown or misspelled keys, values of the wrong type and numbers outside their key's range
+(:data:`LIMITS`: signs, fractions, ports, worker counts; NaN and infinities anywhere) are errors that
+name the key and the file they came from; nothing is dropped silently.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -21,6 +23,62 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A configuration value or key is wrong; the message names key and source."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Limit:
+    """The allowed range of a numeric setting: ``low`` / ``high`` inclusive unless ``*_open``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def violated(self, value: float) -> str:
+        """What the value must be, when it is outside the range; else an empty string."""
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if not (too_low or too_high):
+            return ""
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}")
+
+
+POSITIVE, NON_NEGATIVE, FRACTION = Limit(0, low_open=True), Limit(0), Limit(0, 1)
+# Ranges of numeric settings by key name, wherever the key appears (every stage section, serve, analysis);
+# a config class checks what depends on other keys (and serve its own limits) in __post_init__/validate.
+LIMITS: dict[str, Limit] = {
+    **dict.fromkeys(["lr", "global_batch_size", "micro_batch_size", "val_every", "ckpt_every", "log_every",
+                     "ckpt_retries", "d_model", "n_heads", "n_layers", "patch_size", "pixel_shuffle", "mlp_ratio",
+                     "mlp_width", "map_channels", "norm_eps", "rope_theta", "max_seq_len", "seq_len",
+                     "samples_per_shard", "flow_steps", "execute_steps", "last_k_layers", "future_steps",
+                     "max_caption_tokens", "max_expert_steps", "scenes_per_task", "episodes_per_task",
+                     "external_timeout_s", "video_fps",
+                     "action_scale"], POSITIVE),
+    **dict.fromkeys(["max_steps", "budget_tokens", "budget_samples", "max_minutes", "warmup_steps",
+                     "weight_decay", "grad_clip", "num_threads", "val_batches", "keep_checkpoints", "seed",
+                     "workers", "num_workers", "image_size", "shuffle_buffer", "image_shift", "d_ff", "n_kv_heads",
+                     "vocab_size", "proprio_dim", "action_dim", "action_noise", "max_sample_size_per_model",
+                     "videos_per_task", "steps_after_success", "data_weight", "past_steps", "min_frequency",
+                     "gripper_open", "weight"], NON_NEGATIVE),
+    **dict.fromkeys(["min_lr_ratio", "val_fraction", "robot_fraction"], FRACTION),
+    **dict.fromkeys(["beta1", "beta2", "ema_decay"], Limit(0, 1, high_open=True)),
+    "jpeg_quality": Limit(1, 100),
+    "policy_port": Limit(0, 65535),  # 0: any free port
+}
+
+
+def check_limit(key: str, value: Any, source: str) -> None:
+    """Raise :class:`ConfigError` naming ``key`` when the number ``value`` is NaN, infinite or out of range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: '{key}' must be a finite number, got {value!r}")
+    limit = LIMITS.get(key.rsplit(".", 1)[-1].split("[", 1)[0])
+    wanted = limit.violated(value) if limit else ""
+    if wanted:
+        raise ConfigError(f"{source}: '{key}' must be {wanted}, got {value!r}")
 
 
 def _type_name(tp: Any) -> str:
@@ -76,13 +134,15 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         value = _yaml11_number(value)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            check_limit(key, float(value), source)
             return float(value)
         raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            check_limit(key, value, source)
+            return value
         raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
     if tp is str:
         if isinstance(value, str):

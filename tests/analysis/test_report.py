@@ -123,7 +123,7 @@ def test_cli_analyze(tmp_path, capsys):
     assert "Guarantee: per direction" in (tmp_path / "out" / "report.html").read_text()
     assert "Guarantee: per direction" in (tmp_path / "out" / "tables.md").read_text()
     assert main(["analyze", str(tmp_path / "missing"), "--out", str(tmp_path / "o2")]) == 2
-    assert "results root not found" in capsys.readouterr().err
+    assert "missing: nothing there (expected rollout results" in capsys.readouterr().err
 
 
 def test_s3_output(tmp_path, s3_bucket):

@@ -50,18 +50,18 @@ def test_a_restart_continues_the_mixture_exactly_on_any_world_size():
     assert list(itertools.islice(mixture(seed=8).stream(), 100)) != uninterrupted[:100]  # the seed decides
 
 
-@pytest.mark.parametrize("weights, message", [([1.0, -0.5], "weights must be finite and >= 0"),
-                                              ([0.0, 0.0], "weights sum to zero")])
+@pytest.mark.parametrize("weights, message", [([1.0, -0.5], r"'llm.mixture\[0\].weight' must be >= 0"),
+                                              ([0.0, 0.0], "llm.data_weight/llm.mixture: weights sum to zero")])
 def test_bad_weights_name_the_setting(tokenized, tmp_path, weights, message):
     overrides = LLM_OVERRIDES + [f"data_weight={weights[0]}",
                                  f"mixture=[{{uri: {tokenized}, weight: {weights[1]}}}]"]
-    with pytest.raises(ValueError, match=f"llm.data_weight/llm.mixture: {message}"):
+    with pytest.raises(ValueError, match=message):
         llm_run("tiny", overrides, str(tokenized), str(tmp_path / "out"))
 
 
 def test_a_missing_mixture_source_names_the_setting(tokenized, tmp_path):
     overrides = LLM_OVERRIDES + [f"mixture=[{{uri: {tmp_path / 'nowhere'}, weight: 1}}]"]
-    with pytest.raises(FileNotFoundError, match=r"llm.mixture\[0\].uri: no tokenized dataset at"):
+    with pytest.raises(FileNotFoundError, match=r"llm.mixture\[0\].uri .*nowhere: nothing there"):
         llm_run("tiny", overrides, str(tokenized), str(tmp_path / "out"))
 
 

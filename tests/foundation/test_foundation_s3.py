@@ -61,7 +61,7 @@ def test_unreachable_endpoint_fails_fast_naming_it(tokenized, corpus, tmp_path, 
     start = time.monotonic()
     with pytest.raises(StorageError, match=rf"s3://bucket/data.*endpoint {endpoint}"):
         llm_run("tiny", LLM_OVERRIDES + ["train.max_steps=2"], "s3://bucket/data", str(tmp_path / "out"))
-    with pytest.raises(StorageError, match=rf"s3://bucket/tok/.*endpoint {endpoint}"):
+    with pytest.raises(StorageError, match=rf"s3://bucket/tok.*endpoint {endpoint}"):
         tokenize_run("tiny", TOKENIZE_OVERRIDES + [f"corpus={corpus}"], "s3://bucket/tok")
     with pytest.raises(StorageError, match=rf"s3://bucket/model.*endpoint {endpoint}"):
         llm_run("tiny", LLM_OVERRIDES + ["train.max_steps=2"], str(tokenized), "s3://bucket/model")

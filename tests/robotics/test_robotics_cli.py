@@ -24,7 +24,7 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert main(["import-lerobot", lr["root"], str(tmp_path / "raw")]) == 2
     assert "observation.state has dimension 6 but 4 is expected" in capsys.readouterr().err
     assert main(["preprocess", "--episodes", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
-    assert "missing episode index" in capsys.readouterr().err
+    assert "nowhere: nothing there (expected raw robot episodes" in capsys.readouterr().err
     assert main(["preprocess", "--episodes", str(tmp_path / "x"), "--out", str(tmp_path / "o"),
                  "--set", "past_step=1"]) == 2
     assert "unknown key 'preprocess.past_step'" in capsys.readouterr().err

@@ -3,6 +3,10 @@
 Each module of this package in :data:`COMMAND_MODULES` exposes ``register(subparsers)``, which adds
 its subcommands and sets ``func`` to a callable taking the parsed arguments. A stage's subcommand
 calls the same entry point as its KFP component (:mod:`vlaforge.stages`).
+
+Errors end the command with one line naming the culprit (exit code 2; 1 for an unexpected error,
+whose traceback ``-v`` shows). A stage's ``--resume`` / ``--overwrite`` set what it does with an
+output that already holds its own artifact (:mod:`vlaforge.artifacts`).
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from vlaforge import __version__
+from vlaforge.artifacts import EXISTING_ENV
 from vlaforge.config import ConfigError
 
 COMMAND_MODULES = [
@@ -24,6 +30,10 @@ COMMAND_MODULES = [
     "vlaforge.cli.analysis",
     "vlaforge.cli.hf_vlm",
 ]
+
+
+def _one_line(err: BaseException) -> str:
+    return "; ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,10 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if getattr(args, "existing", None):
+        os.environ[EXISTING_ENV] = args.existing
     try:
         result = args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError, FloatingPointError) as err:
-        print(f"vlaforge {args.command}: error: {err}", file=sys.stderr)
+    except (ConfigError, OSError, ValueError, RuntimeError, FloatingPointError) as err:
+        print(f"vlaforge {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 - no raw traceback for a user; -v shows it
+        if args.verbose:
+            raise
+        print(f"vlaforge {args.command}: error: {type(err).__name__}: {_one_line(err)} (-v shows the traceback)",
+              file=sys.stderr)
+        return 1
     return int(result or 0)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
+from vlaforge import strict_json
 from vlaforge.analysis.config import CRASH_POLICIES
 from vlaforge.analysis.guarantee import GUARANTEES
+from vlaforge.cli.options import existing_output_flags
 
 
 def register(sub) -> None:
@@ -25,15 +25,20 @@ def register(sub) -> None:
                    help="crashed episodes count as failures (preset default) or make the analysis refuse them")
     p.add_argument("--seed", type=int, default=None, help="seed of the aggregate shuffle and STEP randomisation")
     p.add_argument("--title", default="Policy comparison", help="report title")
+    existing_output_flags(p)
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
     from vlaforge.analysis.run import load_config, run_analysis
+    from vlaforge.artifacts import check_input, check_output
 
     flags = {k: getattr(args, k) for k in ("alpha", "guarantee", "crashed", "seed")}
     cfg = load_config(args.preset, args.overrides + [f"{k}={v}" for k, v in flags.items() if v is not None])
+    check_output(args.out, "step_analysis")
+    for uri in args.results:
+        check_input(uri, "rollouts", "analyze results")
     metrics = run_analysis(args.results, args.out, rename_uri=args.rename, alpha=cfg.alpha, seed=cfg.seed,
                            title=args.title, guarantee=cfg.guarantee, crashed=cfg.crashed)
-    print(json.dumps(metrics, indent=2))
+    print(strict_json.dumps(metrics, indent=2))
     return 0

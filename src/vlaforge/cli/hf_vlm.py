@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
+from vlaforge import strict_json
+from vlaforge.cli.options import existing_output_flags
 from vlaforge.cli.train import _config_args
 
 
@@ -16,7 +16,7 @@ def _hf_vlm(args) -> int:
     except Preempted as err:
         print(err)
         return 143
-    print(json.dumps(summary, indent=2))
+    print(strict_json.dumps(summary, indent=2))
     return 0
 
 
@@ -24,6 +24,7 @@ def register(sub) -> None:
     p = sub.add_parser("hf-vlm", help="load a Hugging Face VLM (hub name, folder, s3:// or tiny:<family>), "
                                       "optionally fine-tune it on captions, and write it as a VLM model folder")
     _config_args(p)
+    existing_output_flags(p)
     p.add_argument("--out", required=True, help="model output folder or URI")
     p.add_argument("--captions", default="", help="image-caption shards to fine-tune on (default: none)")
     p.set_defaults(func=_hf_vlm)

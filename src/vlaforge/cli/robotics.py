@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
+from vlaforge import strict_json
+from vlaforge.cli.options import existing_output_flags
+
 
 def _preprocess(args) -> int:
     from vlaforge.stages.preprocess_robotics import run
 
     overrides = [o.removeprefix("preprocess.") for o in args.overrides]
-    print(json.dumps(run(args.preset, overrides, args.episodes, args.out), indent=2))
+    print(strict_json.dumps(run(args.preset, overrides, args.episodes, args.out), indent=2))
     return 0
 
 
@@ -31,7 +34,7 @@ def _import_lerobot(args) -> int:
     if args.camera:
         overrides.append(f"cameras={json.dumps(dict(args.camera))}")
     overrides += [o.removeprefix("lerobot_import.") for o in args.overrides]
-    print(json.dumps(run(args.preset, overrides, args.src, args.out), indent=2))
+    print(strict_json.dumps(run(args.preset, overrides, args.src, args.out), indent=2))
     return 0
 
 
@@ -43,6 +46,7 @@ def register(sub) -> None:
     p.add_argument("--preset", default="tiny", help="preset name or YAML file (default: tiny)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an entry of the preprocess section, e.g. --set future_steps=16 (repeatable)")
+    existing_output_flags(p)
     p.set_defaults(func=_preprocess)
 
     p = sub.add_parser("lerobot-import", aliases=["import-lerobot"],
@@ -62,4 +66,5 @@ def register(sub) -> None:
     p.add_argument("--keep-dims", action="store_true", help="keep whatever dimensions the data has")
     p.add_argument("--task", help="task name of every episode (default: the dataset folder's name)")
     p.add_argument("--image-size", type=int, help="resize frames to this square size (0: keep)")
+    existing_output_flags(p)
     p.set_defaults(func=_import_lerobot)

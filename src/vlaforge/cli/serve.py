@@ -10,6 +10,8 @@ import argparse
 import logging
 import signal
 
+from vlaforge.artifacts import check_policy
+from vlaforge.cli.options import port
 from vlaforge.serve.openpi import serve_openpi
 from vlaforge.serve.server import DEFAULT_PORT, PROTOCOLS, load_serve_config, resolve_policy, serve_policy
 
@@ -22,7 +24,7 @@ def register(subparsers) -> None:
                               description="Serve a policy until stopped, over gRPC with the LBM Eval protocol "
                                           "or over a websocket with openpi's protocol.")
     p.add_argument("policy", help="policy bundle URI (local or s3://) or baseline:<name>")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0: any free)")
+    p.add_argument("--port", type=port, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0: any free)")
     p.add_argument("--host", default="[::]", help="address to listen on (default: all)")
     p.add_argument("--protocol", choices=PROTOCOLS, help="wire protocol (serve.protocol; default grpc)")
     p.add_argument("--max-batch", type=int, help="most clients in one forward pass (serve.max_batch)")
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.protocol is not None:
         overrides.append(f"protocol={args.protocol}")
     config = load_serve_config(args.preset, overrides)
+    check_policy(args.policy)
     if config.protocol == "openpi":
         server = serve_openpi(*resolve_policy(args.policy), port=args.port, host=args.host, config=config)
     else:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from vlaforge import strict_json
+from vlaforge.cli.options import existing_output_flags
 
 
 def _overrides(args, section: str) -> list[str]:
@@ -15,14 +17,14 @@ def _record_demos(args) -> int:
     from vlaforge.stages.record_demos import run
 
     report = run(args.preset, _overrides(args, "demos"), args.out)
-    print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
+    print(strict_json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
     return 0
 
 
 def _caption_data(args) -> int:
     from vlaforge.stages.caption_data import run
 
-    print(json.dumps(run(args.preset, _overrides(args, "captions"), args.out, args.source), indent=2))
+    print(strict_json.dumps(run(args.preset, _overrides(args, "captions"), args.out, args.source), indent=2))
     return 0
 
 
@@ -31,7 +33,7 @@ def _sim_eval(args) -> int:
 
     report = run(args.policy, args.preset, _overrides(args, "sim_eval"), args.out, args.model_name,
                  args.episodes, args.videos_html)
-    print(json.dumps(report, indent=2))
+    print(strict_json.dumps(report, indent=2))
     return 0
 
 
@@ -50,6 +52,7 @@ def _stage_args(p: argparse.ArgumentParser, section: str, example: str) -> None:
     p.add_argument("--preset", default="tiny", help="preset name or YAML file (default: tiny)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override an entry of the {section} section, e.g. --set {example} (repeatable)")
+    existing_output_flags(p)
 
 
 def register(sub) -> None:

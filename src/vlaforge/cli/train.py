@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from vlaforge import strict_json
+from vlaforge.cli.options import existing_output_flags
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -15,7 +17,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 def _tokenize(args) -> int:
     from vlaforge.stages.tokenize import run
 
-    print(json.dumps(run(args.preset, args.overrides, args.out), indent=2))
+    print(strict_json.dumps(run(args.preset, args.overrides, args.out), indent=2))
     return 0
 
 
@@ -29,21 +31,21 @@ def _llm(args) -> int:
         print(err)
         return 143
     if summary:  # ranks other than 0 of a torchrun job return an empty summary
-        print(json.dumps(summary, indent=2))
+        print(strict_json.dumps(summary, indent=2))
     return 0
 
 
 def _vlm(args) -> int:
     from vlaforge.stages.vlm_pretrain import run
 
-    print(json.dumps(run(args.preset, args.overrides, args.llm, args.captions, args.out), indent=2))
+    print(strict_json.dumps(run(args.preset, args.overrides, args.llm, args.captions, args.out), indent=2))
     return 0
 
 
 def _vla(args) -> int:
     from vlaforge.stages.vla_finetune import run
 
-    print(json.dumps(run(args.preset, args.overrides, args.backbone, args.robotics, args.out), indent=2))
+    print(strict_json.dumps(run(args.preset, args.overrides, args.backbone, args.robotics, args.out), indent=2))
     return 0
 
 
@@ -57,17 +59,20 @@ def _run(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("tokenize", help="train a BPE tokenizer and write tokenized shards")
     _config_args(p)
+    existing_output_flags(p)
     p.add_argument("--out", required=True, help="output folder or s3:// URI")
     p.set_defaults(func=_tokenize)
 
     p = sub.add_parser("llm-pretrain", help="pretrain the from-scratch LLM on tokenized shards")
     _config_args(p)
+    existing_output_flags(p)
     p.add_argument("--data", required=True, help="the tokenize stage's output folder or URI")
     p.add_argument("--out", required=True, help="model output folder or URI")
     p.set_defaults(func=_llm)
 
     p = sub.add_parser("vlm-pretrain", help="train ViT + projector into the LLM on image captions")
     _config_args(p)
+    existing_output_flags(p)
     p.add_argument("--llm", required=True, help="the llm_pretrain output folder or URI")
     p.add_argument("--captions", required=True, help="img2dataset-layout caption shards (folder or URI)")
     p.add_argument("--out", required=True, help="model output folder or URI")
@@ -75,6 +80,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("vla-finetune", help="fine-tune a VLA policy (flow-matching action expert)")
     _config_args(p)
+    existing_output_flags(p)
     p.add_argument("--backbone", required=True, help="vlm_pretrain or hf_vlm output (folder or URI)")
     p.add_argument("--robotics", required=True, help="preprocessed robotics shards (folder or URI)")
     p.add_argument("--out", required=True, help="policy bundle output folder or URI")

@@ -64,7 +64,10 @@ def _corpus_files(uri: str) -> list[str]:
 def read_documents(uri: str, text_field: str = "text") -> Iterator[str]:
     """Documents of a corpus file or folder: a .txt file is one document, a .jsonl line is one."""
     for file_uri in _corpus_files(uri):
-        text = storage.read_text(file_uri)
+        try:
+            text = storage.read_text(file_uri)
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{file_uri}: not UTF-8 text (byte {err.start}: {err.reason})") from err
         if file_uri.endswith(".jsonl"):
             for lineno, line in enumerate(text.splitlines(), 1):
                 if not line.strip():

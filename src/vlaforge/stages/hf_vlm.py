@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from vlaforge import storage
+from vlaforge.artifacts import check_input, check_output
 from vlaforge.config import load
 from vlaforge.data.caption_pairs import caption_splits
 from vlaforge.data.streams import batched
@@ -126,4 +127,8 @@ def hf_vlm_stage(cfg: HFVLMStageConfig, out_uri: str, captions_uri: str = "") ->
 
 def run(preset: str, overrides: str | list[str] | None, out_uri: str, captions_uri: str = "") -> dict:
     """Stage entry point (CLI and component): the ``hf_vlm`` section of ``preset`` + overrides."""
-    return hf_vlm_stage(load(HFVLMStageConfig, preset, overrides, "hf_vlm"), out_uri, captions_uri)
+    cfg = load(HFVLMStageConfig, preset, overrides, "hf_vlm")
+    check_output(out_uri, "hf_vlm")
+    if captions_uri and cfg.finetune:
+        check_input(captions_uri, "captions", "hf_vlm captions")
+    return hf_vlm_stage(cfg, out_uri, captions_uri)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vlaforge.artifacts import check_output
 from vlaforge.config import ConfigError, load
 from vlaforge.robotics.config import check_camera_name
 from vlaforge.robotics.lerobot import convert_lerobot
@@ -46,4 +47,6 @@ def lerobot_import(cfg: LeRobotImportConfig, src_uri: str, out_uri: str) -> dict
 
 def run(preset: str, overrides: str | list[str] | None, src_uri: str, out_uri: str) -> dict:
     """Stage entry point (CLI and component): the ``lerobot_import`` section of ``preset`` + overrides."""
-    return lerobot_import(load(LeRobotImportConfig, preset, overrides, "lerobot_import"), src_uri, out_uri)
+    cfg = load(LeRobotImportConfig, preset, overrides, "lerobot_import")
+    check_output(out_uri, "lerobot_import")
+    return lerobot_import(cfg, src_uri, out_uri)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from vlaforge import storage
+from vlaforge.artifacts import check_input, check_output
 from vlaforge.config import load
 from vlaforge.data.mixture import Mixture, MixtureSource, check_weights
 from vlaforge.data.text_shards import TokenWindows
@@ -123,4 +124,9 @@ def sample_text(model: Transformer, tokenizer, prompt: str, max_new_tokens: int 
 
 def run(preset: str, overrides: str | list[str] | None, data_uri: str, out_uri: str) -> dict:
     """Stage entry point (CLI and component): the ``llm`` section of ``preset`` + overrides."""
-    return llm_pretrain(load(LLMStageConfig, preset, overrides, "llm"), data_uri, out_uri)
+    cfg = load(LLMStageConfig, preset, overrides, "llm")
+    check_output(out_uri, "llm_pretrain")
+    check_input(data_uri, "tokenized", "llm_pretrain data")
+    for i, source in enumerate(cfg.mixture):
+        check_input(source.uri, "tokenized", f"llm.mixture[{i}].uri")
+    return llm_pretrain(cfg, data_uri, out_uri)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vlaforge import storage
+from vlaforge.artifacts import check_output, check_policy
 from vlaforge.config import load, split_overrides
 from vlaforge.sim.evaluate import EvalConfig, evaluate, evaluate_external, flat_metrics, video_page
 
@@ -29,6 +30,8 @@ def run(policy_spec: str, preset: str, overrides: str | list[str], out_uri: str,
     cfg = load_config(preset, overrides)
     if episodes:
         cfg.episodes = episodes
+    check_output(out_uri, "sim_eval")
+    check_policy(policy_spec)
     if cfg.simulator == "external":
         rep = evaluate_external(policy_spec, cfg, preset, out_uri, model_name)
     elif cfg.simulator == "embedded":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from vlaforge import storage
+from vlaforge.artifacts import check_input, check_output
 from vlaforge.analysis.run import load_config, run_analysis
 
 
@@ -15,6 +16,9 @@ def run(result_uris: list[str], extra_result_uris: str, out_dir: str, report_pat
     Markdown tables to their artifacts."""
     config = dataclasses.asdict(load_config(preset, overrides))
     uris = list(result_uris) + [u.strip() for u in extra_result_uris.split(",") if u.strip()]
+    check_output(out_dir, "step_analysis")
+    for uri in uris:
+        check_input(uri, "rollouts", "step_analysis results")
     metrics = run_analysis(uris, out_dir, **config)
     storage.write_bytes(report_path, storage.read_bytes(storage.join(out_dir, "report.html")))
     storage.write_bytes(tables_path, storage.read_bytes(storage.join(out_dir, "tables.md")))

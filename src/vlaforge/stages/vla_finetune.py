@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
+from vlaforge.artifacts import check_input, check_output
 from vlaforge.config import load
 from vlaforge.data.mixture import MixtureSource
 from vlaforge.models.heads import ActionExpertConfig
@@ -129,4 +130,12 @@ def vla_finetune(cfg: VLAStageConfig, backbone_uri: str, robotics_uri: str, out_
 
 def run(preset: str, overrides: str | list[str] | None, backbone_uri: str, robotics_uri: str, out_uri: str) -> dict:
     """Stage entry point (CLI and component): the ``vla`` section of ``preset`` + overrides."""
-    return vla_finetune(load(VLAStageConfig, preset, overrides, "vla"), backbone_uri, robotics_uri, out_uri)
+    cfg = load(VLAStageConfig, preset, overrides, "vla")
+    cfg.validate()  # settings first, then the output, then the inputs
+    check_output(out_uri, "vla_finetune")
+    if not cfg.backbone:
+        check_input(backbone_uri, ("vlm", "hf_vlm"), "vla_finetune backbone")
+    check_input(robotics_uri, "robotics", "vla_finetune robotics")
+    for i, source in enumerate(cfg.mixture):
+        check_input(source.uri, "robotics", f"vla.mixture[{i}].uri")
+    return vla_finetune(cfg, backbone_uri, robotics_uri, out_uri)

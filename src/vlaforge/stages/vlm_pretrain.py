@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from vlaforge import storage
+from vlaforge.artifacts import check_input, check_output
 from vlaforge.config import load
 from vlaforge.data.caption_pairs import CaptionBatcher, caption_splits
 from vlaforge.data.streams import batched
@@ -110,4 +111,10 @@ def vlm_pretrain(cfg: VLMStageConfig, llm_uri: str, captions_uri: str, out_uri: 
 
 def run(preset: str, overrides: str | list[str] | None, llm_uri: str, captions_uri: str, out_uri: str) -> dict:
     """Stage entry point (CLI and component): the ``vlm`` section of ``preset`` + overrides."""
-    return vlm_pretrain(load(VLMStageConfig, preset, overrides, "vlm"), llm_uri, captions_uri, out_uri)
+    cfg = load(VLMStageConfig, preset, overrides, "vlm")
+    check_output(out_uri, "vlm_pretrain")
+    check_input(llm_uri, "llm", "vlm_pretrain llm")
+    check_input(captions_uri, "captions", "vlm_pretrain captions")
+    if cfg.vit_checkpoint:
+        check_input(cfg.vit_checkpoint, "vlm", "vlm.vit_checkpoint")
+    return vlm_pretrain(cfg, llm_uri, captions_uri, out_uri)

@@ -6,13 +6,12 @@ push to a Pushgateway at the end of every log interval when ``PUSHGATEWAY_URL`` 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, start_http_server
 
-from vlaforge import storage
+from vlaforge import storage, strict_json
 
 log = logging.getLogger(__name__)
 GAUGES = {
@@ -61,7 +60,7 @@ class MetricsLogger:
     def flush(self) -> None:
         if self.enabled and self.out_uri:
             storage.write_text(storage.join(self.out_uri, "metrics.jsonl"),
-                               "".join(json.dumps(r) + "\n" for r in self.history))
+                               "".join(strict_json.dumps(r) + "\n" for r in self.history))
 
     def restore(self, history: list[dict]) -> None:
         self.history = list(history)

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 
-from vlaforge import storage
+from vlaforge import storage, strict_json
 
 SUMMARY = "train_summary.json"
 
 
 def write_summary(out_uri: str, summary: dict) -> None:
     """Write a stage's final summary to ``<out_uri>/train_summary.json`` (replacing the loop's)."""
-    storage.write_text(storage.join(out_uri, SUMMARY), json.dumps(summary, indent=2))
+    storage.write_text(storage.join(out_uri, SUMMARY), strict_json.dumps(summary, indent=2))
 
 
 def read_summary(out_uri: str) -> dict:
