@@ -22,8 +22,12 @@ def caption_data(preset: str, overrides: str, captions: Output[Dataset], source_
             task's cache key change when the data at the same URI does.
         captions: WebDataset shards (<key>.jpg, <key>.txt, <key>.json) plus manifest.jsonl.
     """
+    import time
+
     from vlaforge.stages.caption_data import run
 
+    started = time.perf_counter()
     summary = run(preset, overrides, captions.path, source_uri)
     captions.metadata.update({"kind": "image_captions", "num_samples": summary["num_samples"],
-                              "num_shards": summary["num_shards"]})
+                              "num_shards": summary["num_shards"],
+                              "wall_seconds": round(time.perf_counter() - started, 2)})

@@ -112,7 +112,7 @@ def test_caption_data_in_three_slices_writes_the_same_shards(tmp_path):
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / str(slices)))
         render(slices=slices)
         merged[slices], metrics = _merged(tmp_path / str(slices))
-        assert metrics["num_samples"] == 6 and metrics["slices"] == slices
+        assert metrics["num_samples"] == 6 and metrics["slices"] == slices and metrics["slowest_slice_seconds"] > 0
     files = {n: {p.name: p.read_bytes() for p in merged[n].iterdir()} for n in (1, 3)}
     assert files[3] == files[1]
     assert sorted(files[1]) == ["captions-000000.tar", "captions-000001.tar", "manifest.jsonl"]
