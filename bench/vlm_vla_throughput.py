@@ -85,7 +85,8 @@ def main() -> None:
         B = vla_cfg.train.micro_batch_size
         loader = iter(make_loader(os.path.join(tmp, "robo"), B, 0))
         batch = next(loader)
-        vla = VLA(VLMBackbone(vlm, tok), vla_cfg.expert, 4, 4, 2, 8)
+        vla = VLA(VLMBackbone(vlm, tok), vla_cfg.expert, 4, 4, 2, 8, freeze_backbone=vla_cfg.freeze_backbone,
+                  views=(batch["images"].shape[1], size))
         opt = build_optimizer(vla, vla_cfg.train)
 
         def vla_step():

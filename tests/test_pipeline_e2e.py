@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from pathlib import Path
@@ -14,14 +15,24 @@ pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping to run a ta
 
 FAST = ["tokenize.vocab_size=512", "llm.train.max_steps=20", "llm.train.val_every=10", "vlm.train.max_steps=10",
         "vlm.train.val_every=5", "demos.episodes_per_task=4", "vla.train.max_steps=10", "vla.train.val_every=5",
-        "sim_eval.episodes=0:2", "sim_eval.videos_per_task=1"]
+        "sim_eval.episodes=0:2", "sim_eval.videos_per_task=1",
+        # the tiny preset's frames are 64 px: 32 px and shorter episodes keep this check as fast as before
+        "captions.image_size=32", "vlm.vit.image_size=32", "demos.image_size=32", "sim_eval.image_size=32",
+        "sim_eval.max_steps=150"]
 UPSTREAM_OF_VLM = ["tokenize", "llm-pretrain", "caption-data", "record-demos", "preprocess-robotics",
                    "sim-eval-baselines"]
 
 
 def test_full_pipeline_runs_every_stage_and_reuses_the_cache(tmp_path, caplog):
     root = tmp_path / "runs"
-    report = run_embedded("tiny", FAST, str(root))
+    console = io.StringIO()
+    report = run_embedded("tiny", FAST, str(root), out=console)
+    lines = console.getvalue().splitlines()
+    stage_lines = [line for line in lines if line.startswith("[")]
+    assert len(stage_lines) == 10 and all(" done " in line for line in stage_lines), lines
+    assert f"report: {report['report']}" in lines and "KFP Executor" not in console.getvalue()
+    assert any(line.startswith("task ") and "vlaforge_policy vs random" in line for line in lines)
+    assert len(list((root / "logs").glob("*/vla-finetune.log"))) == 1
     artifacts = {k: Path(v) for k, v in report["artifacts"].items()}
     for name in ("llm", "vlm", "policy"):
         assert (artifacts[name] / "model.safetensors").is_file(), name

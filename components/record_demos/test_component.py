@@ -22,7 +22,7 @@ def test_local_run_records_demos_and_reports_success(tmp_path):
 
     @dsl.pipeline(name="record-demos-test")
     def pipe():
-        record_demos(preset="tiny", overrides="episodes_per_task=2; cameras=[corner]; image_size=16")
+        record_demos(preset="tiny", overrides="tasks=[reach-v3]; episodes_per_task=2; cameras=[corner]; image_size=16; workers=0")
 
     pipe()
     task_dir = next(os.path.join(r, d) for r, ds, _ in os.walk(tmp_path / "root") for d in ds

@@ -11,7 +11,7 @@ from components.testing import assert_interface
 
 # Locally the component runs in this Python environment instead of its image, as intended.
 pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning")
-OVERRIDES = ["tasks=[reach-v3]", "workers=0", "max_steps=6", "videos_per_task=1", "video_format=gif"]
+OVERRIDES = ["tasks=[reach-v3]", "image_size=32", "workers=0", "max_steps=6", "videos_per_task=1", "video_format=gif"]
 
 
 def test_interface(tmp_path):

@@ -24,7 +24,7 @@ def test_local_run_of_the_baselines(tmp_path):
 
     @dsl.pipeline(name="sim-eval-baselines-test")
     def pipe():
-        sim_eval_baselines(preset="tiny", overrides="workers=0", baselines="expert,zero", episodes="0:2")
+        sim_eval_baselines(preset="tiny", overrides="workers=0\ntasks=[reach-v3]\nimage_size=32", baselines="expert,zero", episodes="0:2")
 
     pipe()
     task_dir = next(os.path.join(r, d) for r, ds, _ in os.walk(tmp_path / "root") for d in ds

@@ -13,15 +13,15 @@ import importlib
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
-import yaml
-
+from vlaforge.analysis.headline import DEFAULT_POLICY, headline_table, to_text
 from vlaforge.config import ConfigError, apply_overrides, load, load_preset_dict, split_overrides
 from vlaforge.fanout import FanoutConfig
-
-log = logging.getLogger(__name__)
+from vlaforge.run_console import StageConsole
 
 
 def flatten(section: dict, prefix: str = "") -> list[str]:
@@ -77,12 +77,17 @@ def resolve(preset: str, overrides: list[str]) -> dict[str, str]:
     return resolved
 
 
-def run_embedded(preset: str, overrides: list[str], root: str = "runs", fresh: bool = False) -> dict:
+def run_embedded(preset: str, overrides: list[str], root: str = "runs", fresh: bool = False,
+                 out: TextIO | None = None) -> dict:
+    """Run the full pipeline of ``preset`` + ``overrides`` under ``root``; one console line per stage, the
+    stages' logs under ``<root>/logs/<time>/``, then the report's path and the headline table."""
     from kfp import local
 
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL's import-time notice, not the run's
     from pipelines.full import STAGE_SECTIONS, full_pipeline
     from vlaforge.stages import plan_slices
 
+    out = out or sys.stdout
     sections = resolve(preset, overrides)
     fanout = dataclasses.asdict(load(FanoutConfig, preset, sections["fanout"], "fanout"))
     for section, width in fanout.items():
@@ -93,28 +98,34 @@ def run_embedded(preset: str, overrides: list[str], root: str = "runs", fresh: b
                enable_caching=not fresh, cache_root=str(root_path / "kfp_cache"))
     args = {f"{prefix}_overrides": sections[section] for prefix, section in STAGE_SECTIONS.items()}
     args.update({f"{section}_slices": width for section, width in fanout.items()})
+    log_dir = root_path / "logs" / time.strftime("%Y-%m-%d-%H-%M-%S")
+    stages = len(full_pipeline.pipeline_spec.root.dag.tasks)
+    out.write(f"vlaforge run: preset {preset}, {stages} stages; stage logs in {log_dir}/<stage>.log\n")
     start = time.perf_counter()
-    run = full_pipeline(preset=preset, **args)
-    elapsed = time.perf_counter() - start
-    report = summarize(run, elapsed)
-    print(yaml.safe_dump(report, sort_keys=False, width=120))
+    with StageConsole(log_dir, stages, out) as console:
+        try:
+            run = full_pipeline(preset=preset, **args)
+        except RuntimeError as err:
+            raise RuntimeError(f"{err}; logs of the failed stage(s): "
+                               f"{', '.join(str(console.log_path(t)) for t in console.failed)}") from err
+    report = summarize(run, time.perf_counter() - start)
+    out.write(f"\npipeline finished in {report['pipeline_seconds']:.0f} s\nreport: {report['report']}\n"
+              f"tables, plots and episode strips: {report['details']}\n")
+    if report["sim_eval"].get("slices"):
+        out.write(f"sim_eval: {report['sim_eval']['slices']} slice(s), wall seconds "
+                  f"{report['sim_eval']['slice_seconds']}\n")
+    if report["headline"]:
+        out.write("\n" + to_text(report["headline"]) + "\n")
+    out.flush()
     return report
-
-
-def _json(path: str, name: str) -> dict:
-    file = Path(path, name)
-    return json.loads(file.read_text()) if file.exists() else {}
 
 
 def summarize(run, elapsed: float) -> dict:
-    """Where the final artifacts are and the headline numbers of each stage."""
+    """Where the final artifacts are, the report, and the headline table of the comparison."""
     outputs = {name: artifact.path for name, artifact in run.outputs.items()}
-    report: dict = {"pipeline_seconds": round(elapsed, 1), "artifacts": outputs}
-    for stage, keys in (("llm", ("final_val_loss", "tokens_per_s", "sample")),
-                        ("vlm", ("final_val_loss", "val_loss_paired", "val_loss_mismatched")),
-                        ("policy", ("final_val_loss", "samples_per_s", "train_seconds"))):
-        summary = _json(outputs[stage], "train_summary.json")
-        report[stage] = {k: summary[k] for k in keys if k in summary}
-    fanout = run.outputs["rollouts"].metadata
-    report["sim_eval"] = {k: fanout[k] for k in ("slices", "slice_seconds", "slowest_slice_seconds") if k in fanout}
-    return report
+    details = str(Path(outputs["report"]).parent / "details")  # step_analysis's folder of every output file
+    has_tables = Path(details, "per_task.csv").exists()
+    fanout = run.outputs["rollouts"].metadata  # merge_slices: the sim_eval slices' wall times
+    return {"pipeline_seconds": round(elapsed, 1), "artifacts": outputs, "report": outputs["report"],
+            "details": details, "headline": headline_table(details, DEFAULT_POLICY) if has_tables else None,
+            "sim_eval": {k: fanout[k] for k in ("slices", "slice_seconds", "slowest_slice_seconds") if k in fanout}}

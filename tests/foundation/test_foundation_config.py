@@ -96,7 +96,7 @@ def test_resolved_sections_hold_every_field_so_new_defaults_change_cache_keys():
     sections = resolve("tiny", ["llm.train.lr=0.01"])
     llm = sections["llm"].splitlines()
     assert "train.lr=0.01" in llm and "train.keep_checkpoints=2" in llm  # set here / left at its default
-    assert "labels=\"executed\"" in sections["demos"].splitlines()
+    assert "fingertips=false" in sections["demos"].splitlines()  # a default the preset does not set
     cfg = load(LLMStageConfig, "tiny", llm, "llm")
     assert cfg == load(LLMStageConfig, "tiny", ["train.lr=0.01"], "llm")  # the stage reads the same config
 

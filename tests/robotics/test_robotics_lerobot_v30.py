@@ -180,10 +180,11 @@ def test_tiny_vla_trains_on_the_v30_import_through_the_from_lerobot_pipeline(tmp
     run = vla_from_lerobot_pipeline(
         dataset_uri=str(FIXTURE), backbone_uri=str(root / "vlm"), preset="tiny",
         lerobot_import_overrides='state_slice="1:5"\nimage_size=32',
-        preprocess_overrides="future_steps=4\nnum_workers=0\nval_fraction=0.34",
+        preprocess_overrides="future_steps=4\nnum_workers=0\nval_fraction=0.34\nimage_indices=[-1, 0]\npast_steps=1",
         vla_overrides="expert={d_model: 32, n_layers: 1, n_heads: 2, last_k_layers: 1}\ntrain.max_steps=16\n"
                       "train.global_batch_size=8\ntrain.micro_batch_size=8\ntrain.warmup_steps=2\n"
-                      "train.val_every=16\ntrain.ckpt_every=16\ntrain.log_every=8")
+                      "train.val_every=16\ntrain.ckpt_every=16\ntrain.log_every=8\ntrain.ema_decay=0\n"
+                      "freeze_backbone=false\ndata_in_memory=false\ncache_backbone_states=false\nbalance_tasks=false")
     policy_path = run.output.path
     summary = json.loads((Path(policy_path) / "train_summary.json").read_text())
     assert summary["final_val_loss"] < summary["initial_val_loss"]

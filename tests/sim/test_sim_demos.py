@@ -75,7 +75,7 @@ def test_bad_config_is_named(tmp_path):
     with pytest.raises(ValueError, match="task_episodes names 'push-v3', which is not in demos.tasks"):
         run("tiny", ["task_episodes={push-v3: 2}"], str(tmp_path))
     with pytest.raises(ValueError, match="task_episodes.reach-v3 must be an integer >= 1"):
-        run("tiny", ["task_episodes={reach-v3: 0}"], str(tmp_path))
+        run("tiny", ["tasks=[reach-v3]", "task_episodes={reach-v3: 0}"], str(tmp_path))
     assert not list(tmp_path.iterdir())
 
 

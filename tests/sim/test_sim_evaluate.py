@@ -28,8 +28,9 @@ def _results(root: Path, model: str, task_dir: str) -> list[dict]:
 
 
 def test_expert_succeeds_and_random_fails(tmp_path):
-    reports = run_baselines("expert,random", "tiny", ["tasks=[reach-v3, push-v3]", "workers=0",
-                                                      "videos_per_task=0"], str(tmp_path), episodes="0:4")
+    overrides = ["tasks=[reach-v3, push-v3]", "image_size=32", "max_sample_size_per_model=200", "workers=0",
+                 "videos_per_task=0"]
+    reports = run_baselines("expert,random", "tiny", overrides, str(tmp_path), episodes="0:4")
     for task in ("reach-v3", "push-v3"):
         assert reports["expert"]["tasks"][task]["success_rate"] >= 0.75
         assert reports["random"]["tasks"][task]["success_rate"] <= 0.25
@@ -131,7 +132,7 @@ def test_mp4_and_gif_encoding_round_trip():
 
 def test_episode_ranges_in_overrides_stay_ranges(tmp_path):
     # unquoted, YAML would read 1:3 as the base-60 number 63
-    report = run("baseline:zero", "tiny", "episodes=1:3; workers=0; max_steps=2; videos_per_task=0", str(tmp_path))
+    report = run("baseline:zero", "tiny", "tasks=[reach-v3]; episodes=1:3; workers=0; max_steps=2; videos_per_task=0", str(tmp_path))
     assert report["tasks"]["reach-v3"]["episodes"] == 2
     assert [e["scenario_index"] for e in _results(tmp_path, "zero", "ReachV3")] == [1, 2]
 
@@ -140,7 +141,7 @@ def test_policy_eval_command_prints_success_with_clopper_pearson_intervals(tmp_p
     from vlaforge.cli import main
 
     main(["policy-eval", "--preset", "tiny", "--episodes", "0:2", "--set", "max_steps=20", "--set", "workers=0",
-          "--policy", "baseline:expert", "--policy", "baseline:zero", "--out", str(tmp_path)])
+          "--set", "tasks=[reach-v3]", "--policy", "baseline:expert", "--policy", "baseline:zero", "--out", str(tmp_path)])
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "baseline:expert" and out[3] == "baseline:zero"
     zero = out[4].split()

@@ -38,7 +38,8 @@ def test_trained_policy_is_evaluated_through_kfp_local(tmp_path):
     @dsl.pipeline(name="sim-eval-trained-test")
     def pipe(bundle: str):
         policy = dsl.importer(artifact_uri=bundle, artifact_class=Model, reimport=False)
-        sim_eval(policy=policy.output, preset="tiny", overrides="max_steps=30\nworkers=2\nvideos_per_task=1",
+        sim_eval(policy=policy.output, preset="tiny", overrides="tasks=[reach-v3]\nimage_size=32\nmax_sample_size_per_model=200\n"
+                                                                 "max_steps=30\nworkers=2\nvideos_per_task=1",
                  model_name="tiny_vla", episodes="0:3")
 
     pipe(bundle=str(root / "vla"))

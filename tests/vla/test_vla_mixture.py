@@ -31,7 +31,9 @@ from vlaforge.train.config import TrainConfig
 WEIGHTS = [3.0, 1.0]
 STAGE = ("expert={d_model: 32, n_layers: 1, n_heads: 2, last_k_layers: 1}; train.max_steps=3; "
          "train.global_batch_size=8; train.micro_batch_size=8; train.warmup_steps=1; train.val_every=3; "
-         "train.val_batches=1; train.ckpt_every=3; train.log_every=1")
+         "train.val_batches=1; train.ckpt_every=3; train.log_every=1; "
+         # the tiny preset trains from memory on a frozen backbone with balanced tasks: streamed here
+         "freeze_backbone=false; data_in_memory=false; cache_backbone_states=false; balance_tasks=false")
 
 
 def _preprocess(root, name: str, episodes: list[str], **kw) -> str:
@@ -198,7 +200,8 @@ def test_the_vla_stage_trains_on_a_two_source_mixture(data, vlm, tmp_path, extra
 
 def test_the_mixture_is_a_typed_preset_setting(tmp_path):
     preset = tmp_path / "mixed.yaml"
-    preset.write_text("extends: tiny\nvla:\n  data_weight: 2\n  mixture:\n    - {uri: s3://b/lerobot, weight: 0.5}\n")
+    preset.write_text("extends: tiny\nvla:\n  data_weight: 2\n  balance_tasks: false\n"
+                      "  mixture:\n    - {uri: s3://b/lerobot, weight: 0.5}\n")
     cfg = load(VLAStageConfig, str(preset), None, "vla")
     assert cfg.data_weight == 2.0 and cfg.mixture == [MixtureSource("s3://b/lerobot", 0.5)]
     with pytest.raises(ConfigError, match="mixture"):

@@ -28,6 +28,25 @@ def register(sub) -> None:
     existing_output_flags(p)
     p.set_defaults(func=_run)
 
+    p = sub.add_parser("results-doc", help="write a docs/results page (tables, plots, captioned episode strips) "
+                                           "from a step_analysis output folder and its rollout results")
+    p.add_argument("details", metavar="DETAILS_DIR", help="step_analysis output folder (its `details` artifact, "
+                                                          "or `vlaforge analyze --out`)")
+    p.add_argument("--results", action="append", required=True, metavar="RESULTS_DIR",
+                   help="a results root the analysis read (repeatable): the episode captions come from it")
+    p.add_argument("--out", required=True, help="the page's folder, e.g. docs/results/tiny")
+    p.add_argument("--title", required=True, help="page title")
+    p.add_argument("--note", default="", help="a paragraph under the title: what was run")
+    p.add_argument("--policy", default="vlaforge_policy", help="the model the headline compares with the others")
+    p.set_defaults(func=_results_doc)
+
+
+def _results_doc(args) -> int:
+    from vlaforge.analysis.results_doc import write_results_doc
+
+    print(write_results_doc(args.details, args.results, args.out, args.title, args.note, args.policy))
+    return 0
+
 
 def _run(args) -> int:
     from vlaforge.analysis.run import load_config, run_analysis
