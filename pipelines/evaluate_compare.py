@@ -10,7 +10,7 @@ from kfp.dsl import HTML, Model
 
 from components.sim_eval.component import sim_eval
 from components.step_analysis.component import step_analysis_collected
-from pipelines.stages import imported, stage
+from pipelines.stages import fingerprinted, imported, stage
 
 EXAMPLE_POLICIES = [{"model": "policy_a", "uri": "s3://vlaforge/runs/a/vla-finetune/policy"},
                     {"model": "policy_b", "uri": "s3://vlaforge/runs/b/vla-finetune/policy"}]
@@ -33,8 +33,10 @@ def evaluate_compare_pipeline(policies: list = EXAMPLE_POLICIES, preset: str = "
     """
     with dsl.ParallelFor(policies, parallelism=4) as policy:
         bundle = imported(policy.uri, Model, "policy")
+        content = fingerprinted(preset, "sim_eval", sim_eval_overrides, uris=policy.uri)
         evaluated = stage(sim_eval(policy=bundle.output, preset=preset, overrides=sim_eval_overrides,
-                                   model_name=policy.model, episodes=episodes), "sim_eval")
+                                   model_name=policy.model, episodes=episodes, input_fingerprint=content.output),
+                          "sim_eval")
     analysis = stage(step_analysis_collected(results=dsl.Collected(evaluated.outputs["results"]),
                                              extra_result_uris=extra_result_uris, preset=preset,
                                              overrides=step_analysis_overrides),

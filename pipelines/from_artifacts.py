@@ -59,6 +59,7 @@ def vla_from_vlm_pipeline(
     step_analysis_overrides: str = "",
     baselines: str = "expert,random",
     model_name: str = "vlaforge_policy",
+    sim_eval_slices: int = 1,
 ) -> NamedTuple("Outputs", policy=Model, report=HTML):
     """VLA fine-tuning from last week's VLM (vlm_pretrain or hf_vlm output) and robotics shards.
 
@@ -71,12 +72,13 @@ def vla_from_vlm_pipeline(
         step_analysis_overrides: `key=value` lines for the step_analysis section, e.g. `guarantee=per-direction` (alpha per direction, as VLA Foundry), `crashed=refuse`.
         baselines: Comma-separated baselines evaluated beside the policy: expert, random, zero.
         model_name: Name of the trained policy in the rollouts and the report.
+        sim_eval_slices: sim_eval pods, each evaluating a (task, episode range) slice; merged into one result set.
     """
     backbone = imported(backbone_uri, Model, "backbone")
     robotics = imported(robotics_uri, Dataset, "robotics")
     vla = stage(vla_finetune(preset=preset, overrides=vla_overrides, backbone=backbone.output,
                              robotics=robotics.output), "vla_finetune")
-    analysis = evaluate_against_baselines(vla.outputs["policy"], preset, sim_eval_overrides, baselines, model_name,
-                                          step_analysis_overrides)
+    _, analysis = evaluate_against_baselines(vla.outputs["policy"], preset, sim_eval_overrides, baselines, model_name,
+                                             step_analysis_overrides, sim_eval_slices)
     outputs = NamedTuple("Outputs", policy=Model, report=HTML)
     return outputs(policy=vla.outputs["policy"], report=analysis.outputs["report"])

@@ -10,12 +10,11 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Model
 
-from components.caption_data.component import caption_data
 from components.hf_vlm.component import hf_vlm
 from components.preprocess_robotics.component import preprocess_robotics
 from components.record_demos.component import record_demos
 from components.vla_finetune.component import vla_finetune
-from pipelines.stages import evaluate_against_baselines, stage
+from pipelines.stages import captions, evaluate_against_baselines, fingerprinted, stage
 
 
 @dsl.pipeline(name="vlaforge-from-hf-vlm",
@@ -32,6 +31,8 @@ def from_hf_vlm_pipeline(
     step_analysis_overrides: str = "",
     baselines: str = "expert,random",
     model_name: str = "vlaforge_policy",
+    captions_slices: int = 1,
+    sim_eval_slices: int = 1,
 ) -> NamedTuple("Outputs", policy=Model, report=HTML):
     """VLA fine-tuning on a pretrained Hugging Face VLM, then closed-loop evaluation and comparison.
 
@@ -47,16 +48,19 @@ def from_hf_vlm_pipeline(
         step_analysis_overrides: `key=value` lines for the step_analysis section, e.g. `guarantee=per-direction` (alpha per direction, as VLA Foundry), `crashed=refuse`.
         baselines: Comma-separated baselines evaluated beside the policy: expert, random, zero.
         model_name: Name of the trained policy in the rollouts and the report.
+        captions_slices: caption_data pods, each rendering a (task, scene range) slice; merged into one shard set.
+        sim_eval_slices: sim_eval pods, each evaluating a (task, episode range) slice; merged into one result set.
     """
-    caps = stage(caption_data(preset=preset, overrides=captions_overrides, source_uri=caption_source_uri),
-                 "caption_data")
-    vlm = stage(hf_vlm(preset=preset, overrides=hf_vlm_overrides, captions=caps.outputs["captions"]), "hf_vlm")
+    caps = captions(preset, captions_overrides, caption_source_uri, captions_slices)
+    backbone = fingerprinted(preset, "hf_vlm", hf_vlm_overrides, fields="model")
+    vlm = stage(hf_vlm(preset=preset, overrides=hf_vlm_overrides, captions=caps.outputs["merged"],
+                       input_fingerprint=backbone.output), "hf_vlm")
     demos = stage(record_demos(preset=preset, overrides=demos_overrides), "record_demos")
     robo = stage(preprocess_robotics(preset=preset, overrides=preprocess_overrides, demos=demos.outputs["demos"]),
                  "preprocess_robotics")
     vla = stage(vla_finetune(preset=preset, overrides=vla_overrides, backbone=vlm.outputs["model"],
                              robotics=robo.outputs["robotics"]), "vla_finetune")
-    analysis = evaluate_against_baselines(vla.outputs["policy"], preset, sim_eval_overrides, baselines, model_name,
-                                          step_analysis_overrides)
+    _, analysis = evaluate_against_baselines(vla.outputs["policy"], preset, sim_eval_overrides, baselines, model_name,
+                                             step_analysis_overrides, sim_eval_slices)
     outputs = NamedTuple("Outputs", policy=Model, report=HTML)
     return outputs(policy=vla.outputs["policy"], report=analysis.outputs["report"])

@@ -6,7 +6,7 @@ from kfp.dsl import Model
 from components.lerobot_import.component import lerobot_import
 from components.preprocess_robotics.component import preprocess_robotics
 from components.vla_finetune.component import vla_finetune
-from pipelines.stages import imported, stage
+from pipelines.stages import fingerprinted, imported, stage
 
 
 @dsl.pipeline(name="vlaforge-vla-from-lerobot",
@@ -26,8 +26,9 @@ def vla_from_lerobot_pipeline(dataset_uri: str, backbone_uri: str, preset: str =
         preprocess_overrides: `key=value` lines for the preprocess section (e.g. `future_steps=16`).
         vla_overrides: `key=value` lines for the vla section (e.g. `freeze_backbone=true`).
     """
-    episodes = stage(lerobot_import(dataset_uri=dataset_uri, preset=preset, overrides=lerobot_import_overrides),
-                     "lerobot_import")
+    dataset = fingerprinted(preset, "lerobot_import", lerobot_import_overrides, uris=dataset_uri)
+    episodes = stage(lerobot_import(dataset_uri=dataset_uri, preset=preset, overrides=lerobot_import_overrides,
+                                    input_fingerprint=dataset.output), "lerobot_import")
     robo = stage(preprocess_robotics(demos=episodes.outputs["episodes"], preset=preset,
                                      overrides=preprocess_overrides), "preprocess_robotics")
     backbone = imported(backbone_uri, Model, "backbone")

@@ -6,7 +6,9 @@
     sim_eval_baselines ----------------------------------------------------------+-> step_analysis
 
 Every stage takes the preset name and its own overrides, so changing one stage's parameters changes
-only that task's cache key: upstream tasks are served from the cache. Cluster settings (GPUs, node
+only that task's cache key: upstream tasks are served from the cache. Inputs read by URI (the corpus,
+caption shards) are fingerprinted by content into the reading task's cache key. record_demos and
+sim_eval fan out across `<section>_slices` pods (docs/fanout.md). Cluster settings (GPUs, node
 selectors, tolerations, /dev/shm, S3 secret, retries) come from the cluster profile.
 """
 
@@ -15,26 +17,16 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Model
 
-from components.caption_data.component import caption_data
-from components.llm_pretrain.component import llm_pretrain
 from components.preprocess_robotics.component import preprocess_robotics
 from components.record_demos.component import record_demos
-from components.sim_eval.component import sim_eval
-from components.sim_eval_baselines.component import sim_eval_baselines
-from components.step_analysis.component import step_analysis
-from components.tokenize.component import tokenize
 from components.vla_finetune.component import vla_finetune
 from components.vlm_pretrain.component import vlm_pretrain
-from vlaforge.kube.profile import apply_profile
+from pipelines.stages import captions, evaluate_against_baselines, fanned_out, language_model, stage
 
 PIPELINE_NAME = "vlaforge-full"
 # pipeline parameter prefix -> preset section
 STAGE_SECTIONS = {"tokenize": "tokenize", "llm": "llm", "captions": "captions", "vlm": "vlm", "demos": "demos",
                   "preprocess": "preprocess", "vla": "vla", "sim_eval": "sim_eval", "step_analysis": "step_analysis"}
-
-
-def _stage(task, name: str):
-    return apply_profile(task.set_display_name(name.replace("_", "-")), name)
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Text -> LLM -> VLM -> VLA -> simulation -> STEP comparison.")
@@ -52,6 +44,9 @@ def full_pipeline(
     step_analysis_overrides: str = "",
     baselines: str = "expert,random",
     model_name: str = "vlaforge_policy",
+    captions_slices: int = 1,
+    demos_slices: int = 1,
+    sim_eval_slices: int = 1,
 ) -> NamedTuple("Outputs", llm=Model, vlm=Model, policy=Model, rollouts=Dataset, report=HTML):
     """Train a VLA policy end to end and compare it with baselines in closed-loop simulation.
 
@@ -69,25 +64,22 @@ def full_pipeline(
         step_analysis_overrides: `key=value` lines for the step_analysis section, e.g. `guarantee=per-direction` (alpha per direction, as VLA Foundry), `crashed=refuse`.
         baselines: Comma-separated baselines evaluated beside the policy: expert, random, zero.
         model_name: Name of the trained policy in the rollouts and the report.
+        captions_slices: caption_data pods, each rendering a (task, scene range) slice; merged into one shard set.
+        demos_slices: record_demos pods, each recording a (task, seed range) slice; merged into one dataset.
+        sim_eval_slices: sim_eval pods, each evaluating a (task, episode range) slice; merged into one result set.
     """
-    tok = _stage(tokenize(preset=preset, overrides=tokenize_overrides), "tokenize")
-    llm = _stage(llm_pretrain(preset=preset, overrides=llm_overrides, dataset=tok.outputs["dataset"]),
-                 "llm_pretrain")
-    caps = _stage(caption_data(preset=preset, overrides=captions_overrides, source_uri=caption_source_uri),
-                  "caption_data")
-    vlm = _stage(vlm_pretrain(preset=preset, overrides=vlm_overrides, llm=llm.outputs["model"],
-                              captions=caps.outputs["captions"]), "vlm_pretrain")
-    demos = _stage(record_demos(preset=preset, overrides=demos_overrides), "record_demos")
-    robo = _stage(preprocess_robotics(preset=preset, overrides=preprocess_overrides,
-                                      demos=demos.outputs["demos"]), "preprocess_robotics")
-    vla = _stage(vla_finetune(preset=preset, overrides=vla_overrides, backbone=vlm.outputs["model"],
-                              robotics=robo.outputs["robotics"]), "vla_finetune")
-    evals = _stage(sim_eval(policy=vla.outputs["policy"], preset=preset, overrides=sim_eval_overrides,
-                            model_name=model_name), "sim_eval")
-    base = _stage(sim_eval_baselines(preset=preset, overrides=sim_eval_overrides, baselines=baselines),
-                  "sim_eval_baselines")
-    analysis = _stage(step_analysis(policy_results=evals.outputs["results"], baseline_results=base.outputs["results"],
-                                    preset=preset, overrides=step_analysis_overrides), "step_analysis")
+    llm = language_model(preset, tokenize_overrides, llm_overrides)
+    caps = captions(preset, captions_overrides, caption_source_uri, captions_slices)
+    vlm = stage(vlm_pretrain(preset=preset, overrides=vlm_overrides, llm=llm.outputs["model"],
+                             captions=caps.outputs["merged"]), "vlm_pretrain")
+    demos = fanned_out("demos", "record_demos", demos_slices, preset, demos_overrides,
+                       lambda slice_overrides: record_demos(preset=preset, overrides=slice_overrides), "demos")
+    robo = stage(preprocess_robotics(preset=preset, overrides=preprocess_overrides,
+                                     demos=demos.outputs["merged"]), "preprocess_robotics")
+    vla = stage(vla_finetune(preset=preset, overrides=vla_overrides, backbone=vlm.outputs["model"],
+                             robotics=robo.outputs["robotics"]), "vla_finetune")
+    evals, analysis = evaluate_against_baselines(vla.outputs["policy"], preset, sim_eval_overrides, baselines,
+                                                 model_name, step_analysis_overrides, sim_eval_slices)
     outputs = NamedTuple("Outputs", llm=Model, vlm=Model, policy=Model, rollouts=Dataset, report=HTML)
     return outputs(llm=llm.outputs["model"], vlm=vlm.outputs["model"], policy=vla.outputs["policy"],
-                   rollouts=evals.outputs["results"], report=analysis.outputs["report"])
+                   rollouts=evals.outputs["merged"], report=analysis.outputs["report"])

@@ -61,3 +61,11 @@ def s3_server(tmp_path, monkeypatch):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def local_kfp(monkeypatch):
+    """Lets a test call kfp.local.init without leaving kfp.local initialised for later tests."""
+    from kfp.local import config
+
+    monkeypatch.setattr(config.LocalExecutionConfig, "instance", None)

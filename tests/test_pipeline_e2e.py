@@ -45,6 +45,7 @@ def test_full_pipeline_runs_every_stage_and_reuses_the_cache(tmp_path, caplog):
         assert data["max_sample_size_per_model"] > 0
         assert sorted(e["scenario_index"] for e in data["evaluations"]) == [0, 1]
         assert all(isinstance(e["is_success"], bool) for e in data["evaluations"])
+    assert report["sim_eval"]["slices"] == 1 and len(report["sim_eval"]["slice_seconds"]) == 1  # where the time went
     html = artifacts["report"].read_text()
     assert "vlaforge_policy" in html and "expert" in html and "random" in html
 

@@ -11,7 +11,7 @@ from vlaforge.sim.scene_captions import validate_caption_shards
 
 def test_interface_and_image(tmp_path):
     spec = caption_data.component_spec
-    assert set(spec.inputs) == {"preset", "overrides", "source_uri"}
+    assert set(spec.inputs) == {"preset", "overrides", "source_uri", "input_fingerprint"}
     assert set(spec.outputs) == {"captions"}
     assert "vlaforge-sim:" in spec.implementation.container.image
     compiler.Compiler().compile(caption_data, str(tmp_path / "c.yaml"))

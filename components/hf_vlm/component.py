@@ -8,7 +8,7 @@ from vlaforge.kube.images import image
 
 @dsl.component(base_image=image("train"), install_kfp_package=False)
 def hf_vlm(preset: str, overrides: str, model: Output[Model], metrics: Output[Metrics],
-           captions: Input[Dataset] = None):
+           captions: Input[Dataset] = None, input_fingerprint: str = ""):
     """Load an image-text-to-text model through transformers (Qwen3-VL, SmolVLM, ...), add the
     `<|action|>` token, fine-tune it on image captions when given, and write it as a VLM model folder
     that vla_finetune takes as its backbone (instead of tokenize -> llm_pretrain -> vlm_pretrain).
@@ -22,6 +22,8 @@ def hf_vlm(preset: str, overrides: str, model: Output[Model], metrics: Output[Me
             (a hub name, a local folder, an s3:// URI of save_pretrained files, or tiny:<family>),
             `torch_dtype=bfloat16`, `finetune=false` or `train.max_steps=500`.
         captions: Optional image-caption shards (e.g. the caption_data output) to fine-tune on.
+        input_fingerprint: Content fingerprint of the `model` when it is a folder or URI (fingerprint_inputs): not read here, it makes the
+            task's cache key change when the data at the same URI does.
         model: config.json (kind hf_vlm) + the Hugging Face files under hf/, metrics.jsonl, train_summary.json.
         metrics: Model type and size; after fine-tuning, caption losses (paired vs. mismatched images).
     """

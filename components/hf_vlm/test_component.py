@@ -28,7 +28,7 @@ def write_captions(out: str, n: int) -> None:
 
 def test_interface_and_image(tmp_path):
     spec = hf_vlm.component_spec
-    assert set(spec.inputs) == {"preset", "overrides", "captions"}
+    assert set(spec.inputs) == {"preset", "overrides", "captions", "input_fingerprint"}
     assert spec.inputs["captions"].optional
     assert set(spec.outputs) == {"model", "metrics"}
     assert "vlaforge-train:" in spec.implementation.container.image

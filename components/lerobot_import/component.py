@@ -8,7 +8,7 @@ from vlaforge.kube.images import image
 
 @dsl.component(base_image=image("train"), install_kfp_package=False)
 def lerobot_import(dataset_uri: str, preset: str, overrides: str, episodes: Output[Dataset],
-                   metrics: Output[Metrics]):
+                   metrics: Output[Metrics], input_fingerprint: str = ""):
     """Import a LeRobot dataset as raw episodes, read while streaming (no download before work starts):
     each episode's task text becomes its instruction; state, action and camera features are mapped by
     the preset's `lerobot_import` section.
@@ -19,6 +19,8 @@ def lerobot_import(dataset_uri: str, preset: str, overrides: str, episodes: Outp
         preset: Preset name or YAML path; its `lerobot_import` section is used.
         overrides: `key=value` lines overriding the `lerobot_import` section, e.g. `state_slice="0:4"`
             (quoted: YAML reads 0:4 as a number) or `cameras={observation.images.top: corner}`.
+        input_fingerprint: Content fingerprint of `dataset_uri` (fingerprint_inputs): not read here, it makes the
+            task's cache key change when the data at the same URI does.
         episodes: Raw episodes (episodes.jsonl + episodes/*.npz), the input preprocess_robotics reads.
         metrics: Episodes, frames and import throughput (frames/s).
     """

@@ -16,7 +16,8 @@ FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "robotics" / "data" / 
 
 def test_interface(tmp_path):
     spec = lerobot_import.component_spec
-    assert (set(spec.inputs), set(spec.outputs)) == ({"dataset_uri", "preset", "overrides"}, {"episodes", "metrics"})
+    assert (set(spec.inputs), set(spec.outputs)) == ({"dataset_uri", "preset", "overrides", "input_fingerprint"},
+                                                         {"episodes", "metrics"})
     assert spec.inputs["dataset_uri"].type == "String"  # a plain URI parameter in the KFP UI
     assert spec.implementation.container.image.rsplit("/", 1)[-1].startswith("vlaforge-train:")
     compiler.Compiler().compile(lerobot_import, str(tmp_path / "c.yaml"))

@@ -18,10 +18,13 @@ def record_demos(preset: str, overrides: str, demos: Output[Dataset], report: Ou
         demos: Raw episodes: episodes.jsonl, episodes/<episode_id>.npz, recording_report.json.
         report: The experts' success rate overall and per task, episodes attempted and kept.
     """
+    import time
+
     from vlaforge.kfp_io import write_metrics
     from vlaforge.stages.record_demos import report_metrics, run
 
+    started = time.perf_counter()
     summary = run(preset, overrides, demos.path)
-    demos.metadata.update({"kind": "raw_episodes", "episodes": summary["kept"],
-                           "tasks": ",".join(summary["tasks"])})
+    demos.metadata.update({"kind": "raw_episodes", "episodes": summary["kept"], "tasks": ",".join(summary["tasks"]),
+                           "wall_seconds": round(time.perf_counter() - started, 2)})
     write_metrics(report, report_metrics(summary))

@@ -16,7 +16,8 @@ OVERRIDES = ["tasks=[reach-v3]", "image_size=32", "workers=0", "max_steps=6", "v
 
 def test_interface(tmp_path):
     assert_interface(sim_eval, {"policy": "system.Model@0.0.1", "preset": "String", "overrides": "String",
-                                "model_name": "String", "episodes": "String"},
+                                "model_name": "String", "episodes": "String",
+                                "input_fingerprint": "String"},
                      {"results": "system.Dataset@0.0.1", "metrics": "system.Metrics@0.0.1",
                       "videos": "system.HTML@0.0.1"}, "sim", tmp_path)
 

@@ -7,12 +7,15 @@ from vlaforge.kube.images import image
 
 
 @dsl.component(base_image=image("train"), install_kfp_package=False)
-def tokenize(preset: str, overrides: str, dataset: Output[Dataset], metrics: Output[Metrics]):
+def tokenize(preset: str, overrides: str, dataset: Output[Dataset], metrics: Output[Metrics],
+             input_fingerprint: str = ""):
     """Train a byte-level BPE tokenizer (or load one) and write tokenized shards + manifest.jsonl.
 
     Args:
         preset: Preset name (tiny, 11m, 100m, 410m, 1b, metaworld4) or a YAML path; its `tokenize` section is used.
         overrides: `key=value` lines (or `;`-separated) overriding the `tokenize` section, e.g. `corpus=s3://bucket/text/`.
+        input_fingerprint: Content fingerprint of the corpus (fingerprint_inputs): not read here, it makes the
+            task's cache key change when the data at the same URI does.
         dataset: Tokenized shards (train/, val/), tokenizer/ and tokenize_stats.json.
         metrics: Corpus size, token counts and tokens/s.
     """

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping to run a ta
 
 def test_interface():
     spec = tokenize.component_spec
-    assert {k: v.type for k, v in spec.inputs.items()} == {"preset": "String", "overrides": "String"}
+    assert {k: v.type for k, v in spec.inputs.items()} == {"preset": "String", "overrides": "String",
+                                                          "input_fingerprint": "String"}
     assert {k: v.type for k, v in spec.outputs.items()} == {"dataset": "system.Dataset@0.0.1",
                                                            "metrics": "system.Metrics@0.0.1"}
     assert all(v.description for v in spec.inputs.values())  # the docstring's Args, shown by the KFP UI

@@ -20,6 +20,7 @@ from typing import TextIO
 
 from vlaforge.analysis.headline import DEFAULT_POLICY, headline_table, to_text
 from vlaforge.config import ConfigError, apply_overrides, load, load_preset_dict, split_overrides
+from vlaforge.fanout import FanoutConfig
 from vlaforge.run_console import StageConsole
 
 
@@ -48,6 +49,7 @@ SECTIONS = {
     "sim_eval": "vlaforge.sim.evaluate:EvalConfig",
     "serve": "vlaforge.serve.server:ServeConfig",
     "step_analysis": "vlaforge.analysis.config:AnalysisConfig",
+    "fanout": "vlaforge.fanout:FanoutConfig",
 }
 
 
@@ -83,14 +85,19 @@ def run_embedded(preset: str, overrides: list[str], root: str = "runs", fresh: b
 
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL's import-time notice, not the run's
     from pipelines.full import STAGE_SECTIONS, full_pipeline
+    from vlaforge.stages import plan_slices
 
     out = out or sys.stdout
     sections = resolve(preset, overrides)
+    fanout = dataclasses.asdict(load(FanoutConfig, preset, sections["fanout"], "fanout"))
+    for section, width in fanout.items():
+        plan_slices.run(section, preset, sections[section], width)  # a bad width fails here, naming the parameter
     root_path = Path(root).resolve()
     os.environ.setdefault("VLAFORGE_CACHE", str(root_path / "cache"))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root_path / "pipeline_root"),
                enable_caching=not fresh, cache_root=str(root_path / "kfp_cache"))
     args = {f"{prefix}_overrides": sections[section] for prefix, section in STAGE_SECTIONS.items()}
+    args.update({f"{section}_slices": width for section, width in fanout.items()})
     log_dir = root_path / "logs" / time.strftime("%Y-%m-%d-%H-%M-%S")
     stages = len(full_pipeline.pipeline_spec.root.dag.tasks)
     out.write(f"vlaforge run: preset {preset}, {stages} stages; stage logs in {log_dir}/<stage>.log\n")
@@ -104,6 +111,9 @@ def run_embedded(preset: str, overrides: list[str], root: str = "runs", fresh: b
     report = summarize(run, time.perf_counter() - start)
     out.write(f"\npipeline finished in {report['pipeline_seconds']:.0f} s\nreport: {report['report']}\n"
               f"tables, plots and episode strips: {report['details']}\n")
+    if report["sim_eval"].get("slices"):
+        out.write(f"sim_eval: {report['sim_eval']['slices']} slice(s), wall seconds "
+                  f"{report['sim_eval']['slice_seconds']}\n")
     if report["headline"]:
         out.write("\n" + to_text(report["headline"]) + "\n")
     out.flush()
@@ -115,5 +125,7 @@ def summarize(run, elapsed: float) -> dict:
     outputs = {name: artifact.path for name, artifact in run.outputs.items()}
     details = str(Path(outputs["report"]).parent / "details")  # step_analysis's folder of every output file
     has_tables = Path(details, "per_task.csv").exists()
+    fanout = run.outputs["rollouts"].metadata  # merge_slices: the sim_eval slices' wall times
     return {"pipeline_seconds": round(elapsed, 1), "artifacts": outputs, "report": outputs["report"],
-            "details": details, "headline": headline_table(details, DEFAULT_POLICY) if has_tables else None}
+            "details": details, "headline": headline_table(details, DEFAULT_POLICY) if has_tables else None,
+            "sim_eval": {k: fanout[k] for k in ("slices", "slice_seconds", "slowest_slice_seconds") if k in fanout}}

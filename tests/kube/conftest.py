@@ -22,11 +22,3 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def crds() -> Path:
     return REPO / "tests" / "crds"
-
-
-@pytest.fixture
-def local_kfp(monkeypatch):
-    """Lets a test call kfp.local.init without leaving kfp.local initialised for later tests."""
-    from kfp.local import config
-
-    monkeypatch.setattr(config.LocalExecutionConfig, "instance", None)

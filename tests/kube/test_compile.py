@@ -1,6 +1,7 @@
 """Compiled pipelines: golden files up to date, and every task set up for the cluster as the profile says."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -92,7 +93,9 @@ def test_every_task_is_set_up_for_the_cluster(compiled, name):
                     f"{name}: {task_name}.{param} got a loop variable's name, not its value: {constant!r}"
             if "componentRef" in task and spec["components"][task["componentRef"]["name"]].get("dag"):
                 continue  # a loop/condition; its tasks are checked in their own DAG
-            assert task.get("cachingOptions", {}).get("enableCache") is True, f"{name}: {task_name} not cached"
+            fingerprint = task["componentRef"]["name"].startswith("comp-fingerprint-inputs")  # reads the data: every run
+            assert bool(task.get("cachingOptions", {}).get("enableCache")) is not fingerprint, \
+                f"{name}: {task_name} {'cached' if fingerprint else 'not cached'}"
 
 
 @pytest.mark.parametrize("name", list(PIPELINES))
@@ -105,3 +108,25 @@ def test_manifests_are_valid_kfp_custom_resources(compiled, crds, name):
         jsonschema.validate(doc, version["schema"]["openAPIV3Schema"])
     assert docs[1]["spec"]["pipelineName"] == docs[0]["metadata"]["name"] == name
     assert docs[1]["metadata"]["name"].endswith(__version__.replace(".", "-"))
+
+
+def test_fanned_out_stages_loop_over_their_plan(compiled):
+    """caption_data, record_demos and sim_eval run in a ParallelFor over plan_slices' output, the width a pipeline parameter,
+    at most MAX_PARALLEL_SLICES at once, gathered by merge_slices (dsl.Collected)."""
+    from pipelines.stages import MAX_PARALLEL_SLICES
+
+    spec, _ = _load(compiled / "vlaforge-full.yaml")
+    root = spec["root"]["dag"]["tasks"]
+    widths = {task["inputs"]["parameters"]["width"]["componentInputParameter"]
+              for task in root.values() if task["componentRef"]["name"].startswith("comp-plan-slices")}
+    assert widths == {"captions_slices", "demos_slices", "sim_eval_slices"}
+    assert spec["root"]["inputDefinitions"]["parameters"]["sim_eval_slices"]["defaultValue"] == 1
+    loops = [task for task in root.values() if "parameterIterator" in task]
+    assert len(loops) == 3
+    for loop in loops:
+        assert loop["iteratorPolicy"]["parallelismLimit"] == MAX_PARALLEL_SLICES
+        assert re.fullmatch(r"pipelinechannel--plan-slices(-\d)?-Output", loop["parameterIterator"]["items"]["inputParameter"])
+    merges = [task for task in root.values() if task["componentRef"]["name"].startswith("comp-merge-slices")]
+    assert len(merges) == 3 and all(m["inputs"]["artifacts"]["slices"]["taskOutputArtifact"]["producerTask"]
+                                    .startswith("for-loop") for m in merges)
+

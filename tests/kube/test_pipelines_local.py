@@ -30,3 +30,15 @@ def test_llm_from_an_imported_dataset(tokenized, tmp_path, local_kfp):
     # a URI that holds nothing fails the stage that reads it
     with pytest.raises(RuntimeError, match="FAILURE"):
         llm_from_dataset_pipeline(dataset_uri=str(tmp_path / "no-such-dataset"), preset="tiny")
+
+
+def test_vlaforge_run_refuses_a_width_it_cannot_plan_before_starting(tmp_path, local_kfp):
+    from vlaforge.fanout import SliceError
+    from vlaforge.run import run_embedded
+
+    with pytest.raises(SliceError, match="sim_eval_slices=5 asks for more slices than there are items"):
+        run_embedded("tiny", ["fanout.sim_eval=5"], str(tmp_path / "runs"))
+    with pytest.raises(SliceError, match="demos_slices must be an integer >= 1, got 0"):
+        run_embedded("tiny", ["fanout.demos=0"], str(tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()
+

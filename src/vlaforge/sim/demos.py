@@ -34,6 +34,7 @@ class DemoConfig:
     tasks: list[str] = field(default_factory=lambda: ["reach-v3"])
     episodes_per_task: int = 4
     task_episodes: dict[str, int] = field(default_factory=dict)  # per-task counts instead of episodes_per_task
+    first_episode: int = 0  # index (and so seed) of every task's first episode; a fan-out slice starts later
     cameras: list[str] = field(default_factory=lambda: ["corner", "behindGripper"])
     image_size: int = 64
     action_noise: float = 0.1  # std of the Gaussian noise added to the executed expert actions
@@ -47,6 +48,10 @@ class DemoConfig:
     def episodes(self, task: str) -> int:
         """How many episodes of ``task`` to record."""
         return self.task_episodes.get(task, self.episodes_per_task)
+
+    def indices(self, task: str) -> range:
+        """The episode indices of ``task`` to record."""
+        return range(self.first_episode, self.first_episode + self.episodes(task))
 
 
 @dataclass
@@ -102,6 +107,8 @@ def _check(cfg: DemoConfig) -> None:
             raise ValueError(f"demos.task_episodes names '{task}', which is not in demos.tasks ({', '.join(cfg.tasks)})")
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"demos.task_episodes.{task} must be an integer >= 1, got {n!r}")
+    if cfg.first_episode < 0:
+        raise ValueError(f"demos.first_episode must be >= 0, got {cfg.first_episode}")
     if cfg.labels not in ("clean", "executed"):
         raise ValueError(f"demos.labels must be 'clean' or 'executed', got {cfg.labels!r}")
     if cfg.steps_after_success < 0:
@@ -145,7 +152,7 @@ def record_demos(cfg: DemoConfig, out_uri: str) -> dict:
     attempted / succeeded / success_rate / kept / mean_length, plus totals.
     """
     _check(cfg)
-    jobs = [_DemoJob(task, index, cfg, out_uri) for task in cfg.tasks for index in range(cfg.episodes(task))]
+    jobs = [_DemoJob(task, index, cfg, out_uri) for task in cfg.tasks for index in cfg.indices(task)]
     outcomes: dict[tuple[str, int], dict] = {}
     started = time.perf_counter()
     for job, outcome, error in tqdm(run_jobs(_record_job, jobs, cfg.workers), total=len(jobs),
@@ -156,7 +163,7 @@ def record_demos(cfg: DemoConfig, out_uri: str) -> dict:
     elapsed = time.perf_counter() - started
     steps = sum(o["length"] for o in outcomes.values())
     log.info("recorded %d steps in %.1f s (%.0f steps/s)", steps, elapsed, steps / max(elapsed, 1e-9))
-    tasks = {task: _task_report([outcomes[task, i] for i in range(cfg.episodes(task))]) for task in cfg.tasks}
+    tasks = {task: _task_report([outcomes[task, i] for i in cfg.indices(task)]) for task in cfg.tasks}
     for task, t in tasks.items():
         log.info("%s: expert succeeded %d/%d, kept %d", task, t["succeeded"], t["attempted"], t["kept"])
     index = EpisodeWriter(out_uri)
@@ -165,12 +172,31 @@ def record_demos(cfg: DemoConfig, out_uri: str) -> dict:
         raise RuntimeError(f"no demonstration succeeded on {', '.join(cfg.tasks)}; nothing to keep "
                            "(lower demos.action_noise, or set demos.keep_failed=true)")
     index.close()
+    return _write_report(tasks, cfg, out_uri)
+
+
+def _write_report(tasks: dict[str, dict], cfg: DemoConfig, out_uri: str) -> dict:
+    """The recording report of per-task counts, with totals, written to ``<out_uri>/recording_report.json``."""
     attempted = sum(t["attempted"] for t in tasks.values())
     succeeded = sum(t["succeeded"] for t in tasks.values())
-    report = {"tasks": tasks, "attempted": attempted, "succeeded": succeeded,
-              "success_rate": succeeded / attempted, "kept": len(index.lines), "config": asdict(cfg)}
+    report = {"tasks": tasks, "attempted": attempted, "succeeded": succeeded, "success_rate": succeeded / attempted,
+              "kept": sum(t["kept"] for t in tasks.values()), "config": asdict(cfg)}
     storage.write_text(storage.join(out_uri, REPORT), json.dumps(report, indent=2) + "\n")
     return report
+
+
+def merge_reports(reports: list[dict], cfg: DemoConfig, out_uri: str) -> dict:
+    """The recording reports of fan-out slices of ``cfg`` as the one report a single recording writes."""
+    sums: dict[str, dict] = {task: {"attempted": 0, "succeeded": 0, "kept": 0, "steps": 0.0} for task in cfg.tasks}
+    for report in reports:
+        for task, t in report["tasks"].items():
+            for key in ("attempted", "succeeded", "kept"):
+                sums[task][key] += t[key]
+            sums[task]["steps"] += t["mean_length"] * t["attempted"]
+    tasks = {task: {"attempted": s["attempted"], "succeeded": s["succeeded"], "kept": s["kept"],
+                    "success_rate": s["succeeded"] / s["attempted"], "mean_length": s["steps"] / s["attempted"]}
+             for task, s in sums.items()}
+    return _write_report(tasks, cfg, out_uri)
 
 
 def report_metrics(report: dict) -> dict[str, float]:

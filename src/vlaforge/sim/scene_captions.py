@@ -42,6 +42,7 @@ _NEAR = 0.02  # metres: offsets below this on an axis are not mentioned
 class CaptionConfig:
     tasks: list[str] = field(default_factory=lambda: ["reach-v3", "push-v3"])
     scenes_per_task: int = 8
+    first_scene: int = 0  # index (and so seed) of every task's first scene; a fan-out slice starts later
     cameras: list[str] = field(default_factory=lambda: ["corner", "topview"])
     image_size: int = 64
     image_format: str = "jpg"  # jpg or png
@@ -96,6 +97,8 @@ def _check(cfg: CaptionConfig) -> None:
         raise ValueError(f"captions.image_format must be jpg or png, got '{cfg.image_format}'")
     if cfg.scenes_per_task < 1:
         raise ValueError(f"captions.scenes_per_task must be >= 1, got {cfg.scenes_per_task}")
+    if cfg.first_scene < 0:
+        raise ValueError(f"captions.first_scene must be >= 0, got {cfg.first_scene}")
 
 
 def make_caption_data(cfg: CaptionConfig, out_uri: str) -> dict:
@@ -107,7 +110,7 @@ def make_caption_data(cfg: CaptionConfig, out_uri: str) -> dict:
     with ShardWriter(out_uri, "captions", cfg.samples_per_shard) as writer:
         for task in cfg.tasks:
             env = make_env(task, [], cfg.image_size)  # render only the final frame of each scene
-            for index in tqdm(range(cfg.scenes_per_task), desc=f"caption_data {task}", unit="scene"):
+            for index in tqdm(range(cfg.first_scene, cfg.first_scene + cfg.scenes_per_task), desc=f"caption_data {task}", unit="scene"):
                 seed = episode_seed(task, index, "caption")
                 obs = env.reset(seed)
                 success, done = False, False

@@ -7,7 +7,7 @@ from vlaforge.artifacts import check_output, check_policy
 from vlaforge.config import load, split_overrides
 from vlaforge.sim.evaluate import EvalConfig, evaluate, evaluate_external, flat_metrics, video_page
 
-__all__ = ["flat_metrics", "run"]
+__all__ = ["flat_metrics", "load_config", "run"]
 
 
 def _quote_range(override: str) -> str:
@@ -18,12 +18,16 @@ def _quote_range(override: str) -> str:
     return override
 
 
+def load_config(preset: str, overrides: str | list[str]) -> EvalConfig:
+    """The preset's ``sim_eval`` section with overrides."""
+    return load(EvalConfig, preset, [_quote_range(o) for o in split_overrides(overrides)], "sim_eval")
+
+
 def run(policy_spec: str, preset: str, overrides: str | list[str], out_uri: str,
         model_name: str | None = None, episodes: str = "", videos_uri: str = "") -> dict:
     """The preset's ``sim_eval`` section with overrides; ``episodes`` (start:end) replaces the section's
     range when given; ``videos_uri`` receives an HTML page of the videos."""
-    overrides = [_quote_range(o) for o in split_overrides(overrides)]
-    cfg = load(EvalConfig, preset, overrides, "sim_eval")
+    cfg = load_config(preset, overrides)
     if episodes:
         cfg.episodes = episodes
     check_output(out_uri, "sim_eval")

@@ -1,0 +1,105 @@
+"""Fan-out across pods under kfp.local: sim_eval, record_demos and caption_data throughput with 1 and 2 slices.
+
+Runs the pipelines' own fan-out (plan_slices -> ParallelFor of the stage component -> merge_slices, the
+wiring of pipelines/stages.py) uncached, once per width, and prints items per minute over the whole
+fan-out (planning, every slice's process start, the merge) and over the slices alone (items / the
+slowest slice's wall time), each with the ratio to 1 slice measured in the same run. sim_eval evaluates
+the scripted expert (``baseline:expert``, deterministic) with the cameras rendered every step as for a
+vision policy; record_demos records the expert with its preset noise; caption_data renders captioned
+scenes. Each slice runs its episodes in
+its own process (``workers=0``): one pod per slice, as on a cluster. The load average is printed beside
+each figure; on a shared machine the figures move with it.
+
+    .venv/bin/python bench/fanout.py [--tasks reach-v3 push-v3] [--episodes 12] [--demos 8] [--scenes 16]
+                                     [--slices 1 2]
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from kfp import dsl, local
+from kfp.dsl import Model
+
+from components.caption_data.component import caption_data
+from components.record_demos.component import record_demos
+from components.sim_eval.component import sim_eval
+from pipelines.stages import fanned_out
+
+
+@dsl.pipeline(name="bench-fanout-sim-eval")
+def evaluate(overrides: str, slices: int):
+    policy = dsl.importer(artifact_uri="baseline:expert", artifact_class=Model, reimport=False)
+    fanned_out("sim_eval", "sim_eval", slices, "tiny", overrides,
+               lambda item: sim_eval(policy=policy.output, preset="tiny", overrides=item, model_name="expert"),
+               "results")
+
+
+@dsl.pipeline(name="bench-fanout-record-demos")
+def record(overrides: str, slices: int):
+    fanned_out("demos", "record_demos", slices, "tiny", overrides,
+               lambda item: record_demos(preset="tiny", overrides=item), "demos")
+
+
+@dsl.pipeline(name="bench-fanout-caption-data")
+def render(overrides: str, slices: int):
+    fanned_out("captions", "caption_data", slices, "tiny", overrides,
+               lambda item: caption_data(preset="tiny", overrides=item), "captions")
+
+
+def measure(pipeline, overrides: list[str], slices: int) -> tuple[float, float]:
+    """Wall seconds of the whole fan-out and of its slowest slice."""
+    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as root:
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, enable_caching=False)
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # the tasks' logs
+            pipeline(overrides="\n".join(overrides), slices=slices)
+        elapsed = time.perf_counter() - start
+        (merge,) = [p for p in Path(root).rglob("merge-slices") if p.is_dir()]
+        slowest = json.loads((merge / "metrics").read_text())["slowest_slice_seconds"]
+    return elapsed, slowest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=["reach-v3", "push-v3"])
+    parser.add_argument("--episodes", type=int, default=12, help="sim_eval episodes per task (rendered)")
+    parser.add_argument("--demos", type=int, default=8, help="record_demos episodes per task")
+    parser.add_argument("--scenes", type=int, default=16, help="caption_data scenes per task")
+    parser.add_argument("--slices", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger().setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    tasks = f"tasks=[{', '.join(args.tasks)}]"
+    stages = {
+        "sim_eval": (evaluate, [tasks, f'episodes="0:{args.episodes}"', "workers=0", "always_render=true",
+                                "cameras=[corner, behindGripper]", "image_size=64"], args.episodes),
+        "record_demos": (record, [tasks, f"episodes_per_task={args.demos}", "workers=0", "image_size=64",
+                                  "cameras=[corner, behindGripper]"], args.demos),
+        "caption_data": (render, [tasks, f"scenes_per_task={args.scenes}", "image_size=64",
+                                  "cameras=[corner, topview]"], args.scenes),
+    }
+    print(f"fan-out under kfp.local: {', '.join(args.tasks)}, {os.cpu_count()} CPUs, one process per slice")
+    print(f"{'stage':<13} {'items':>5} {'slices':>6} {'items/min (all)':>16} {'vs 1':>6} "
+          f"{'items/min (slices)':>19} {'vs 1':>6} {'load avg':>9}")
+    for stage, (pipeline, overrides, per_task) in stages.items():
+        items = per_task * len(args.tasks)
+        base = None
+        for slices in args.slices:
+            elapsed, slowest = measure(pipeline, overrides, slices)
+            rates = (60 * items / elapsed, 60 * items / slowest)
+            base = base or rates
+            print(f"{stage:<13} {items:>5} {slices:>6} {rates[0]:>16.1f} {rates[0] / base[0]:>5.2f}x "
+                  f"{rates[1]:>19.1f} {rates[1] / base[1]:>5.2f}x {os.getloadavg()[0]:>9.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
