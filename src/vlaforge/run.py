@@ -112,7 +112,7 @@ def run_embedded(preset: str, overrides: list[str], root: str = "runs", fresh: b
     out.write(f"\npipeline finished in {report['pipeline_seconds']:.0f} s\nreport: {report['report']}\n"
               f"tables, plots and episode strips: {report['details']}\n")
     if report["sim_eval"].get("slices"):
-        out.write(f"sim_eval: {report['sim_eval']['slices']} slice(s), wall seconds "
+        out.write(f"sim_eval: {int(report['sim_eval']['slices'])} slice(s), wall seconds "
                   f"{report['sim_eval']['slice_seconds']}\n")
     if report["headline"]:
         out.write("\n" + to_text(report["headline"]) + "\n")
