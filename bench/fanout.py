@@ -54,12 +54,28 @@ def render(overrides: str, slices: int):
                lambda item: caption_data(preset="tiny", overrides=item), "captions")
 
 
+@contextlib.contextmanager
+def silenced():
+    """The tasks' logs, Python's and what their processes write to file descriptors 1 and 2, go nowhere."""
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            for fd, copy in ((1, saved[0]), (2, saved[1])):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
 def measure(pipeline, overrides: list[str], slices: int) -> tuple[float, float]:
     """Wall seconds of the whole fan-out and of its slowest slice."""
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as root:
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, enable_caching=False)
         start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # the tasks' logs
+        with silenced():
             pipeline(overrides="\n".join(overrides), slices=slices)
         elapsed = time.perf_counter() - start
         (merge,) = [p for p in Path(root).rglob("merge-slices") if p.is_dir()]
