@@ -60,3 +60,24 @@ def write_episodes(out: str, n: int, length: int = 12, size: int = 32, seed: int
         writer.write(f"{prefix}-{i:05d}", f"{mode}-square", INSTRUCTIONS[mode], {"cam": frames}, pos, action,
                      success=np.arange(length) == length - 1, seed=i)
     writer.close()
+
+
+def train_small_vlm(root, text: str, captions: int, train) -> str:
+    """tokenize -> llm_pretrain -> vlm_pretrain at the smallest sizes, on ``text`` repeated and ``captions``
+    synthetic image-caption pairs, under ``root``; returns the VLM folder."""
+    from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
+    from vlaforge.models.llm import LLMConfig
+    from vlaforge.models.vit import ViTConfig
+    from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
+    from vlaforge.stages.vlm_pretrain import VLMStageConfig, vlm_pretrain
+
+    (root / "corpus").mkdir()
+    (root / "corpus" / "a.txt").write_text(text * 40)
+    tokenize_corpus(TokenizeConfig(corpus=str(root / "corpus"), robot_fraction=0.0, vocab_size=280, seq_len=32,
+                                   val_fraction=0.2), str(root / "tok"))
+    llm_pretrain(LLMStageConfig(model=LLMConfig(d_model=32, n_layers=1, n_heads=2, max_seq_len=128), train=train),
+                 str(root / "tok"), str(root / "llm"))
+    write_caption_shards(str(root / "captions"), captions)
+    vlm_pretrain(VLMStageConfig(vit=ViTConfig(image_size=32, patch_size=8, d_model=32, n_layers=1, n_heads=2),
+                                train=train), str(root / "llm"), str(root / "captions"), str(root / "vlm"))
+    return str(root / "vlm")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from robodata_helpers import LEROBOT_V30 as FIXTURE
-from synthetic_data import write_caption_shards
+from synthetic_data import train_small_vlm
 
 from vlaforge.robotics.episodes import load_episode, read_index
 from vlaforge.robotics.lerobot import LeRobotError, convert_lerobot
@@ -151,34 +151,20 @@ def test_tiny_vla_trains_on_the_v30_import_through_the_from_lerobot_pipeline(tmp
     from kfp import local
     from kfp.local import config as local_config
 
-    from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
-    from vlaforge.models.llm import LLMConfig
-    from vlaforge.models.vit import ViTConfig
-    from vlaforge.policy import load_policy
-    from vlaforge.policy import Observation
-    from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
-    from vlaforge.stages.vlm_pretrain import VLMStageConfig, vlm_pretrain
+    from vlaforge.policy import Observation, load_policy
     from vlaforge.train.config import TrainConfig
 
     train = TrainConfig(global_batch_size=8, micro_batch_size=8, lr=3e-3, warmup_steps=2, max_steps=4,
                         val_every=4, ckpt_every=10_000, log_every=4)
     root = tmp_path
-    (root / "corpus").mkdir()
-    (root / "corpus" / "a.txt").write_text(" ".join(str(EXPECTED[f"{i}/task"]) + "." for i in EPISODES) * 40)
-    tokenize_corpus(TokenizeConfig(corpus=str(root / "corpus"), robot_fraction=0.0, vocab_size=280, seq_len=32,
-                                   val_fraction=0.2), str(root / "tok"))
-    llm_pretrain(LLMStageConfig(model=LLMConfig(d_model=32, n_layers=1, n_heads=2, max_seq_len=128), train=train),
-                 str(root / "tok"), str(root / "llm"))
-    write_caption_shards(str(root / "captions"), 32)
-    vlm_pretrain(VLMStageConfig(vit=ViTConfig(image_size=32, patch_size=8, d_model=32, n_layers=1, n_heads=2),
-                                train=train), str(root / "llm"), str(root / "captions"), str(root / "vlm"))
+    vlm = train_small_vlm(root, " ".join(str(EXPECTED[f"{i}/task"]) + "." for i in EPISODES), 32, train)
 
     monkeypatch.setattr(local_config.LocalExecutionConfig, "instance", None)  # leave kfp.local as it was
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "kfp"))
     from pipelines.from_lerobot import vla_from_lerobot_pipeline  # after local.init: no cluster retries
 
     run = vla_from_lerobot_pipeline(
-        dataset_uri=str(FIXTURE), backbone_uri=str(root / "vlm"), preset="tiny",
+        dataset_uri=str(FIXTURE), backbone_uri=vlm, preset="tiny",
         lerobot_import_overrides='state_slice="1:5"\nimage_size=32',
         preprocess_overrides="future_steps=4\nnum_workers=0\nval_fraction=0.34\nimage_indices=[-1, 0]\npast_steps=1",
         vla_overrides="expert={d_model: 32, n_layers: 1, n_heads: 2, last_k_layers: 1}\ntrain.max_steps=16\n"

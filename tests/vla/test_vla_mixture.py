@@ -10,22 +10,17 @@ import math
 import numpy as np
 import pytest
 import torch
-from synthetic_data import write_caption_shards, write_episodes
+from synthetic_data import train_small_vlm, write_episodes
 
 from vlaforge.config import ConfigError, load
 from vlaforge.data.mixture import MixtureSource
-from vlaforge.data.tokenize import TokenizeConfig, tokenize_corpus
-from vlaforge.models.llm import LLMConfig
-from vlaforge.models.vit import ViTConfig
 from vlaforge.robotics.config import PreprocessConfig
 from vlaforge.robotics.mixture import (combine_stats, in_memory_mixture, in_memory_mixture_batches, mixture_loader,
                                        robotics_mixture)
 from vlaforge.robotics.preprocess import preprocess
 from vlaforge.robotics.stats import read_stats
-from vlaforge.stages.llm_pretrain import LLMStageConfig, llm_pretrain
 from vlaforge.stages.vla_finetune import VLAStageConfig
 from vlaforge.stages.vla_finetune import run as vla_run
-from vlaforge.stages.vlm_pretrain import VLMStageConfig, vlm_pretrain
 from vlaforge.train.config import TrainConfig
 
 WEIGHTS = [3.0, 1.0]
@@ -56,16 +51,7 @@ def vlm(tmp_path_factory):
     root = tmp_path_factory.mktemp("vlm")
     train = TrainConfig(global_batch_size=8, micro_batch_size=8, lr=3e-3, warmup_steps=1, max_steps=2,
                         val_every=2, ckpt_every=10_000, log_every=2)
-    (root / "corpus").mkdir()
-    (root / "corpus" / "a.txt").write_text("move toward the square. move away from the square. " * 40)
-    tokenize_corpus(TokenizeConfig(corpus=str(root / "corpus"), robot_fraction=0.0, vocab_size=280, seq_len=32,
-                                   val_fraction=0.2), str(root / "tok"))
-    llm_pretrain(LLMStageConfig(model=LLMConfig(d_model=32, n_layers=1, n_heads=2, max_seq_len=128), train=train),
-                 str(root / "tok"), str(root / "llm"))
-    write_caption_shards(str(root / "captions"), 16)
-    vlm_pretrain(VLMStageConfig(vit=ViTConfig(image_size=32, patch_size=8, d_model=32, n_layers=1, n_heads=2),
-                                train=train), str(root / "llm"), str(root / "captions"), str(root / "vlm"))
-    return str(root / "vlm")
+    return train_small_vlm(root, "move toward the square. move away from the square. ", 16, train)
 
 
 def _mix(data):
