@@ -33,12 +33,12 @@ def test_slice_overrides_run_the_stage_on_its_share():
     assert [split_overrides(s)[2:] for s in run("sim_eval", "tiny", TWO_TASKS, 2)] == \
            [['tasks=["reach-v3"]', 'episodes="0:4"', "videos_per_task=1"],
             ['tasks=["push-v3"]', 'episodes="0:4"', "videos_per_task=1"]]
-    videos = run("sim_eval", "tiny", ['episodes="2:8"', "videos_per_task=3"], 3)  # videos of episodes 2, 3, 4
+    videos = run("sim_eval", "tiny", ["tasks=[reach-v3]", 'episodes="2:8"', "videos_per_task=3"], 3)  # of 2, 3, 4
     assert [split_overrides(s)[-2:] for s in videos] == [['episodes="2:4"', "videos_per_task=3"],
                                                         ['episodes="4:6"', "videos_per_task=1"],
                                                         ['episodes="6:8"', "videos_per_task=0"]]
-    demos = run("demos", "tiny", ["episodes_per_task=5"], 2)
-    assert [split_overrides(s)[1:] for s in demos] == [
+    demos = run("demos", "tiny", ["tasks=[reach-v3]", "episodes_per_task=5"], 2)
+    assert [split_overrides(s)[2:] for s in demos] == [
         ['tasks=["reach-v3"]', 'task_episodes={"reach-v3": 2}', "first_episode=0"],
         ['tasks=["reach-v3"]', 'task_episodes={"reach-v3": 3}', "first_episode=2"]]
 
@@ -49,7 +49,8 @@ def test_slice_overrides_run_the_stage_on_its_share():
     ("demos", 7, "demos_slices=7 asks for more slices")])
 def test_a_width_that_cannot_be_planned_names_the_parameter(section, width, message):
     with pytest.raises(SliceError, match=message):
-        run(section, "tiny", TWO_TASKS if section == "sim_eval" else [], width)
+        run(section, "tiny", TWO_TASKS if section == "sim_eval" else ["tasks=[reach-v3]", "episodes_per_task=6"],
+            width)
 
 
 @dsl.pipeline(name="plan-slices-test")

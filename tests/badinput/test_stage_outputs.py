@@ -3,6 +3,7 @@ an unwritable folder are refused; its own artifact is resumed (training, sim_eva
 replaced only with --overwrite (components: $VLAFORGE_EXISTING_OUTPUT). Refused outputs are left untouched."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,14 @@ NOT_RESUMABLE = ["tokenize", "caption_data", "record_demos", "lerobot_import", "
 
 @pytest.fixture(autouse=True)
 def _no_policy_from_env(monkeypatch):
-    monkeypatch.delenv(EXISTING_ENV, raising=False)  # the CLI sets it from --resume/--overwrite: restored after
+    monkeypatch.delenv(EXISTING_ENV, raising=False)
+
+
+def test_overwrite_holds_for_its_command_only(upstream, tmp_path):
+    """--overwrite reaches the stage through the environment; later commands in the process resume again."""
+    foreign = copy_artifact(upstream.tok, tmp_path / "out")
+    assert _run(upstream, "sim_eval", foreign, "--overwrite") == 2
+    assert EXISTING_ENV not in os.environ
 
 
 def _run(up, stage: str, out: str, *extra: str) -> int:

@@ -37,7 +37,7 @@ def test_vlaforge_run_refuses_a_width_it_cannot_plan_before_starting(tmp_path, l
     from vlaforge.run import run_embedded
 
     with pytest.raises(SliceError, match="sim_eval_slices=5 asks for more slices than there are items"):
-        run_embedded("tiny", ["fanout.sim_eval=5"], str(tmp_path / "runs"))
+        run_embedded("tiny", ["fanout.sim_eval=5", 'sim_eval.episodes="0:2"'], str(tmp_path / "runs"))
     with pytest.raises(SliceError, match="demos_slices must be an integer >= 1, got 0"):
         run_embedded("tiny", ["fanout.demos=0"], str(tmp_path / "runs"))
     assert not (tmp_path / "runs").exists()

@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    before = os.environ.get(EXISTING_ENV)
     if getattr(args, "existing", None):
-        os.environ[EXISTING_ENV] = args.existing
+        os.environ[EXISTING_ENV] = args.existing  # for the stage and the processes it starts; restored after
     try:
         result = args.func(args)
     except (ConfigError, OSError, ValueError, RuntimeError, FloatingPointError) as err:
@@ -64,5 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vlaforge {args.command}: error: {type(err).__name__}: {_one_line(err)} (-v shows the traceback)",
               file=sys.stderr)
         return 1
+    finally:
+        if before is None:
+            os.environ.pop(EXISTING_ENV, None)
+        else:
+            os.environ[EXISTING_ENV] = before
     return int(result or 0)
 
