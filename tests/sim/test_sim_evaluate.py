@@ -163,7 +163,8 @@ class _InstructionRecorder:
 
 
 def test_test_split_is_recorded_and_kept_apart_from_eval(tmp_path):
-    rep = run("baseline:zero", "tiny", ["workers=0", "videos_per_task=0", "split=test", "cameras=[corner]"],
+    rep = run("baseline:zero", "tiny", ["tasks=[reach-v3]", "max_sample_size_per_model=200", "workers=0",
+                                        "videos_per_task=0", "split=test", "cameras=[corner]"],
               str(tmp_path), "zero", episodes="0:2")
     assert rep["split"] == "test"
     entries = _results(tmp_path, "zero", "ReachV3")
