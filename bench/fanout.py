@@ -12,7 +12,7 @@ scenes; tokenize tokenizes a corpus of ``--corpus-files`` files, each a copy of 
 preprocess_robotics encodes ``--demos`` recorded episodes per task (recorded once beforehand, untimed;
 items: episodes). A fan-out has fixed costs, the same for any width: planning, merging, and in each slice
 its process start and environment set-up; sim_eval's default, 30 episodes per task, is what the tiny
-preset evaluates, enough for them to stop dominating (with 12 they take a fifth of a one-slice run).
+preset evaluates, enough for them to stop dominating (with 12 they took about a quarter of a one-slice run).
 Each slice runs its work in its own process (``workers=0``, ``num_workers=0``): one pod
 per slice, as on a cluster. The load average is printed beside each figure; on a shared machine the
 figures move with it.
