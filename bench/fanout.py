@@ -97,6 +97,8 @@ def record_demos_once(folder: Path, tasks: str, per_task: int) -> None:
 @contextlib.contextmanager
 def silenced():
     """The tasks' logs, Python's and what their processes write to file descriptors 1 and 2, go nowhere."""
+    for stream in (sys.__stdout__, sys.__stderr__):  # the table so far goes out first
+        stream.flush()
     saved = [os.dup(1), os.dup(2)]
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(io.StringIO()):
