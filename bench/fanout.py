@@ -22,6 +22,7 @@ figures move with it.
 """
 
 import argparse
+import builtins
 import contextlib
 import io
 import json
@@ -96,9 +97,13 @@ def record_demos_once(folder: Path, tasks: str, per_task: int) -> None:
 
 @contextlib.contextmanager
 def silenced():
-    """The tasks' logs, Python's and what their processes write to file descriptors 1 and 2, go nowhere."""
+    """The tasks' logs, Python's and what their processes write to file descriptors 1 and 2, go nowhere.
+
+    kfp.local swaps ``builtins.print`` (indented) and the root logger's handlers while a task runs; slices
+    running at once in threads can leave the swapped ones in place, so both are put back afterwards."""
     for stream in (sys.__stdout__, sys.__stderr__):  # the table so far goes out first
         stream.flush()
+    globals_before = builtins.print, logging.root.handlers[:]
     saved = [os.dup(1), os.dup(2)]
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(io.StringIO()):
@@ -112,6 +117,7 @@ def silenced():
             for fd, copy in ((1, saved[0]), (2, saved[1])):
                 os.dup2(copy, fd)
                 os.close(copy)
+            builtins.print, logging.root.handlers[:] = globals_before
 
 
 def measure(pipeline, overrides: list[str], slices: int, **inputs) -> tuple[float, float]:

@@ -131,11 +131,42 @@ def prepare_tokenizer(cfg: TokenizeConfig, out_uri: str) -> dict:
         log.info("trained byte-level BPE: %d tokens in %.1fs", len(tok), time.perf_counter() - start)
     with tempfile.TemporaryDirectory() as tmp:
         tok.save_pretrained(tmp)
+        backend = _backend_encoder(tmp, tok, docs[:3])
         storage.upload_dir(tmp, storage.join(out_uri, "tokenizer"))
     corpus = {"corpus": cfg.corpus, "files": files, "file_documents": [len(d) for d in per_file],
-              "corpus_characters": corpus_chars, "documents": len(docs), "characters": sum(len(d) for d in docs)}
+              "corpus_characters": corpus_chars, "documents": len(docs), "characters": sum(len(d) for d in docs),
+              "vocab_size": len(tok), "eos_token_id": tok.eos_token_id, "backend_encoder": backend}
     storage.write_text(storage.join(out_uri, CORPUS_FILE), json.dumps(corpus, indent=1))
     return corpus
+
+
+def _backend(folder: str):
+    """The tokenizers-library tokenizer of a saved fast tokenizer (``tokenizer.json``), no truncation or padding."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(storage.read_text(storage.join(folder, "tokenizer.json")))
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
+
+
+def _backend_encoder(folder: str, tok, samples: list[str]) -> bool:
+    """Whether the tokenizers library alone, on the saved ``tokenizer.json``, gives ``tok``'s ids (checked on
+    the start of ``samples``): then the tokenize slices use it and skip importing transformers."""
+    if not storage.exists(storage.join(folder, "tokenizer.json")):
+        return False
+    backend = _backend(folder)
+    return all(backend.encode(text[:4000], add_special_tokens=False).ids ==
+               tok(text[:4000], add_special_tokens=False)["input_ids"] for text in samples)
+
+
+def _encoder(tokenizer_uri: str, backend: bool):
+    """Text -> ids without special tokens, with the tokenizer :func:`prepare_tokenizer` saved."""
+    if backend:
+        tokenizer = _backend(tokenizer_uri)
+        return lambda text: tokenizer.encode(text, add_special_tokens=False).ids
+    tok = load_tokenizer(tokenizer_uri)
+    return lambda text: tok(text, add_special_tokens=False)["input_ids"]
 
 
 def _save_arrays(uri: str, arrays: dict[str, np.ndarray]) -> None:
@@ -163,7 +194,7 @@ def tokenize_part(cfg: TokenizeConfig, tokenizer_uri: str, out_uri: str) -> dict
         docs += robot_documents(corpus["corpus_characters"], cfg.robot_fraction, cfg.seed)
     splits = split_indices(corpus["documents"], cfg.val_fraction, cfg.seed)
     val = set(splits["val"]) if splits else set()
-    tok = load_tokenizer(storage.join(tokenizer_uri, "tokenizer"))
+    encode = _encoder(storage.join(tokenizer_uri, "tokenizer"), corpus["backend_encoder"])
     out: dict[str, dict[str, list]] = {split: {"ids": [], "docs": [], "lengths": []} for split in SPLITS}
     start = time.perf_counter()
     first = sum(counts[:mine.start])
@@ -171,7 +202,7 @@ def tokenize_part(cfg: TokenizeConfig, tokenizer_uri: str, out_uri: str) -> dict
                                      mininterval=2.0), first):
         pieces = split_text(doc, cfg.val_fraction) if splits is None else {"val" if index in val else "train": doc}
         for split, text in pieces.items():
-            ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            ids = encode(text) + [corpus["eos_token_id"]]
             out[split]["ids"] += ids
             out[split]["docs"].append(index)
             out[split]["lengths"].append(len(ids))
@@ -183,7 +214,7 @@ def tokenize_part(cfg: TokenizeConfig, tokenizer_uri: str, out_uri: str) -> dict
     storage.copy_dir(storage.join(tokenizer_uri, "tokenizer"), storage.join(out_uri, "tokenizer"))
     tokens = sum(len(arrays["ids"]) for arrays in out.values())
     part = {"files": [mine.start, mine.stop], "documents": corpus["documents"], "characters": corpus["characters"],
-            "vocab_size": len(tok), "tokens": tokens, "seconds": round(seconds, 3)}
+            "vocab_size": corpus["vocab_size"], "tokens": tokens, "seconds": round(seconds, 3)}
     storage.write_text(storage.join(out_uri, PART_FILE), json.dumps(part, indent=1))
     log.info("tokenized files %d:%d (%d documents): %d tokens in %.1fs", mine.start, mine.stop, len(docs), tokens,
              seconds)
