@@ -9,7 +9,8 @@ import pytest
 from kfp import compiler, dsl, local
 
 from components.lerobot_import.component import lerobot_import
-from components.preprocess_robotics.component import preprocess_robotics
+from components.merge_slices.test_component import _merged
+from pipelines.stages import preprocessed
 
 FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "robotics" / "data" / "lerobot_v30" / "so100_mixed"
 
@@ -39,8 +40,7 @@ def test_local_run_imports_v30_and_feeds_preprocessing(tmp_path):
     def pipe(dataset_uri: str):
         raw = lerobot_import(dataset_uri=dataset_uri, preset="tiny",
                              overrides='state_slice="1:5"\ncameras={observation.images.wrist: corner}')
-        preprocess_robotics(demos=raw.outputs["episodes"], preset="tiny",
-                            overrides="num_workers=0\nsamples_per_shard=16\nfuture_steps=2")
+        preprocessed("tiny", "num_workers=0\nsamples_per_shard=16\nfuture_steps=2", raw.outputs["episodes"])
 
     _run_locally(pipe, tmp_path)
     task = _task_dir(tmp_path, "lerobot-import")
@@ -50,8 +50,8 @@ def test_local_run_imports_v30_and_feeds_preprocessing(tmp_path):
     assert {tuple(json.loads(line)["cameras"]) for line in lines} == {("corner",)}
     metrics = json.loads((Path(task) / "metrics").read_text())
     assert metrics["episodes"] == 3 and metrics["frames"] == 28 and metrics["frames_per_s"] > 0
-    config = (Path(_task_dir(tmp_path, "preprocess-robotics")) / "robotics" /
-              "preprocessing_config.yaml").read_text()
+    robotics, _ = _merged(tmp_path)  # preprocess_robotics as the pipelines run it: plan -> slice -> merge
+    config = (robotics / "preprocessing_config.yaml").read_text()
     assert "so100_mixed" in config and "corner" in config
 
 
