@@ -90,6 +90,18 @@ def _run_dirs(root: Path) -> list[Path]:
     return sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
 
 
+def _executed_tasks(run_dir: Path) -> set[str]:
+    """Names of the tasks that ran (cached ones leave no folder); a ParallelFor's tasks sit one level down,
+    under ``for-loop-N-iteration-K``."""
+    tasks = set()
+    for p in run_dir.iterdir():
+        if p.is_dir() and p.name.startswith("for-loop-"):
+            tasks |= {q.name for q in p.iterdir() if q.is_dir()}
+        elif p.is_dir():
+            tasks.add(p.name)
+    return tasks
+
+
 def test_tiny_pipeline_in_containers_with_s3_cache_and_failure(docker_host, s3, tmp_path, monkeypatch, local_kfp):
     from kfp import local
 
@@ -119,8 +131,9 @@ def test_tiny_pipeline_in_containers_with_s3_cache_and_failure(docker_host, s3, 
 
     first = run()
     (run1,) = _run_dirs(root)
-    stages = {p.name for p in run1.iterdir() if p.is_dir()}
-    assert {"tokenize", "llm-pretrain", "vla-finetune", "sim-eval", "step-analysis"} <= stages
+    stages = _executed_tasks(run1)
+    assert {"tokenize", "llm-pretrain", "vla-finetune", "plan-slices-3", "sim-eval", "merge-slices-3",
+            "step-analysis"} <= stages
     assert (Path(first.outputs["report"].path)).stat().st_size > 0
     assert Path(first.outputs["policy"].path).stat().st_uid == 1000, "stages must run as the images' non-root user"
 
@@ -128,7 +141,10 @@ def test_tiny_pipeline_in_containers_with_s3_cache_and_failure(docker_host, s3, 
     second = run(model_name="renamed_policy")
     run2 = _run_dirs(root)[-1]
     assert run2 != run1
-    assert {p.name for p in run2.iterdir() if p.is_dir()} == {"sim-eval", "step-analysis"}
+    # the input fingerprints always run (they read the URIs' listings); the sim_eval slices, their merge
+    # and the analysis follow the new name; the slice plan and every upstream stage are cache hits
+    assert _executed_tasks(run2) == {"fingerprint-inputs", "fingerprint-inputs-2", "sim-eval", "merge-slices-3",
+                                     "step-analysis"}
     assert Path(second.outputs["policy"].path) == Path(first.outputs["policy"].path)  # served from run 1
     assert Path(second.outputs["report"].path).is_relative_to(run2)
 
