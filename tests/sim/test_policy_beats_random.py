@@ -26,9 +26,12 @@ TASK_SET = ["reach-v3", "button-press-topdown-v3", "drawer-open-v3", "push-v3"]
 CAMERAS = ["corner", "behindGripper"]
 IMAGE_SIZE = 64  # the goal markers of reach and push are one or two pixels at this size
 DEMOS_PER_TASK = 40
-VLA_STEPS = 1500
+VLA_STEPS = 3000
 EPISODES = "0:10"  # unseen scenes of the eval split, per task
-FLOOR = 3  # successes out of 10 that the policy must reach on every task (random: 0)
+# Successes out of 10 the policy must reach per task (random: 0 on these scenes). Measured with these
+# budgets (two seeds: demo scenes 0-39 / 40-79, training seed 0 / 1): reach 10 / 8, button 10 / 10,
+# drawer 10 / 10, push 4 / 6; each floor sits 2-3 below the worst of them.
+FLOORS = {"reach-v3": 5, "button-press-topdown-v3": 7, "drawer-open-v3": 7, "push-v3": 2}
 
 
 def _train(steps: int, seed: int) -> TrainConfig:
@@ -68,5 +71,5 @@ def test_small_budget_policy_clears_a_floor_on_every_task(tmp_path):
     build_upstream(tmp_path)
     policy = successes(train_policy(tmp_path, VLA_STEPS), tmp_path, "policy")
     random = successes("baseline:random", tmp_path, "random")
-    wins = {t: (policy[t], random[t]) for t in TASK_SET}
-    assert all(p >= FLOOR > r for p, r in wins.values()), f"policy vs random successes per task (floor {FLOOR}): {wins}"
+    wins = {t: (policy[t], random[t], FLOORS[t]) for t in TASK_SET}
+    assert all(r < floor <= p for p, r, floor in wins.values()), f"successes per task (policy, random, floor): {wins}"
