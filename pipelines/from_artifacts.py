@@ -10,9 +10,8 @@ from kfp import dsl
 from kfp.dsl import HTML, Dataset, Model
 
 from components.llm_pretrain.component import llm_pretrain
-from components.preprocess_robotics.component import preprocess_robotics
 from components.vla_finetune.component import vla_finetune
-from pipelines.stages import evaluate_against_baselines, imported, stage
+from pipelines.stages import evaluate_against_baselines, imported, preprocessed, stage
 
 
 @dsl.pipeline(name="vlaforge-llm-from-dataset",
@@ -33,7 +32,7 @@ def llm_from_dataset_pipeline(dataset_uri: str, preset: str = "tiny", llm_overri
 @dsl.pipeline(name="vlaforge-robotics-from-demos",
               description="Preprocess recorded robot demonstrations from an earlier run into training shards.")
 def robotics_from_demos_pipeline(demos_uri: str, preset: str = "tiny", preprocess_overrides: str = "",
-                                 extra_episode_uris: str = "") -> Dataset:
+                                 extra_episode_uris: str = "", preprocess_slices: int = 1) -> Dataset:
     """Robotics preprocessing on existing raw episodes.
 
     Args:
@@ -41,11 +40,11 @@ def robotics_from_demos_pipeline(demos_uri: str, preset: str = "tiny", preproces
         preset: Preset name (tiny, metaworld4, 11m, 100m, 410m, 1b) or a YAML path.
         preprocess_overrides: `key=value` lines for the preprocess section (e.g. `future_steps=16`).
         extra_episode_uris: More raw episode datasets (s3:// URIs), separated by newlines, commas or spaces.
+        preprocess_slices: preprocess_robotics pods, each encoding a group of episodes; merged into one dataset.
     """
     demos = imported(demos_uri, Dataset, "demos")
-    robo = stage(preprocess_robotics(demos=demos.output, preset=preset, overrides=preprocess_overrides,
-                                     extra_episode_uris=extra_episode_uris), "preprocess_robotics")
-    return robo.outputs["robotics"]
+    robo = preprocessed(preset, preprocess_overrides, demos.output, preprocess_slices, extra_episode_uris)
+    return robo.outputs["merged"]
 
 
 @dsl.pipeline(name="vlaforge-vla-from-vlm",

@@ -11,10 +11,9 @@ from kfp import dsl
 from kfp.dsl import HTML, Model
 
 from components.hf_vlm.component import hf_vlm
-from components.preprocess_robotics.component import preprocess_robotics
 from components.record_demos.component import record_demos
 from components.vla_finetune.component import vla_finetune
-from pipelines.stages import captions, evaluate_against_baselines, fingerprinted, stage
+from pipelines.stages import captions, evaluate_against_baselines, fingerprinted, preprocessed, stage
 
 
 @dsl.pipeline(name="vlaforge-from-hf-vlm",
@@ -33,6 +32,7 @@ def from_hf_vlm_pipeline(
     model_name: str = "vlaforge_policy",
     captions_slices: int = 1,
     sim_eval_slices: int = 1,
+    preprocess_slices: int = 1,
 ) -> NamedTuple("Outputs", policy=Model, report=HTML):
     """VLA fine-tuning on a pretrained Hugging Face VLM, then closed-loop evaluation and comparison.
 
@@ -50,16 +50,16 @@ def from_hf_vlm_pipeline(
         model_name: Name of the trained policy in the rollouts and the report.
         captions_slices: caption_data pods, each rendering a (task, scene range) slice; merged into one shard set.
         sim_eval_slices: sim_eval pods, each evaluating a (task, episode range) slice; merged into one result set.
+        preprocess_slices: preprocess_robotics pods, each encoding a group of episodes; merged into one dataset.
     """
     caps = captions(preset, captions_overrides, caption_source_uri, captions_slices)
     backbone = fingerprinted(preset, "hf_vlm", hf_vlm_overrides, fields="model")
     vlm = stage(hf_vlm(preset=preset, overrides=hf_vlm_overrides, captions=caps.outputs["merged"],
                        input_fingerprint=backbone.output), "hf_vlm")
     demos = stage(record_demos(preset=preset, overrides=demos_overrides), "record_demos")
-    robo = stage(preprocess_robotics(preset=preset, overrides=preprocess_overrides, demos=demos.outputs["demos"]),
-                 "preprocess_robotics")
+    robo = preprocessed(preset, preprocess_overrides, demos.outputs["demos"], preprocess_slices)
     vla = stage(vla_finetune(preset=preset, overrides=vla_overrides, backbone=vlm.outputs["model"],
-                             robotics=robo.outputs["robotics"]), "vla_finetune")
+                             robotics=robo.outputs["merged"]), "vla_finetune")
     _, analysis = evaluate_against_baselines(vla.outputs["policy"], preset, sim_eval_overrides, baselines, model_name,
                                              step_analysis_overrides, sim_eval_slices)
     outputs = NamedTuple("Outputs", policy=Model, report=HTML)

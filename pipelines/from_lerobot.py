@@ -4,16 +4,15 @@ from kfp import dsl
 from kfp.dsl import Model
 
 from components.lerobot_import.component import lerobot_import
-from components.preprocess_robotics.component import preprocess_robotics
 from components.vla_finetune.component import vla_finetune
-from pipelines.stages import fingerprinted, imported, stage
+from pipelines.stages import fingerprinted, imported, preprocessed, stage
 
 
 @dsl.pipeline(name="vlaforge-vla-from-lerobot",
               description="Import a LeRobot dataset, preprocess it and fine-tune a VLA policy on an existing VLM.")
 def vla_from_lerobot_pipeline(dataset_uri: str, backbone_uri: str, preset: str = "tiny",
                               lerobot_import_overrides: str = "", preprocess_overrides: str = "",
-                              vla_overrides: str = "") -> Model:
+                              vla_overrides: str = "", preprocess_slices: int = 1) -> Model:
     """LeRobot dataset -> raw episodes -> robotics shards -> VLA policy (lerobot_import, preprocess_robotics,
     vla_finetune). The dataset streams from its URI; nothing is downloaded before the import starts.
 
@@ -25,13 +24,13 @@ def vla_from_lerobot_pipeline(dataset_uri: str, backbone_uri: str, preset: str =
             `cameras={observation.images.top: corner}`).
         preprocess_overrides: `key=value` lines for the preprocess section (e.g. `future_steps=16`).
         vla_overrides: `key=value` lines for the vla section (e.g. `freeze_backbone=true`).
+        preprocess_slices: preprocess_robotics pods, each encoding a group of episodes; merged into one dataset.
     """
     dataset = fingerprinted(preset, "lerobot_import", lerobot_import_overrides, uris=dataset_uri)
     episodes = stage(lerobot_import(dataset_uri=dataset_uri, preset=preset, overrides=lerobot_import_overrides,
                                     input_fingerprint=dataset.output), "lerobot_import")
-    robo = stage(preprocess_robotics(demos=episodes.outputs["episodes"], preset=preset,
-                                     overrides=preprocess_overrides), "preprocess_robotics")
+    robo = preprocessed(preset, preprocess_overrides, episodes.outputs["episodes"], preprocess_slices)
     backbone = imported(backbone_uri, Model, "backbone")
     vla = stage(vla_finetune(preset=preset, overrides=vla_overrides, backbone=backbone.output,
-                             robotics=robo.outputs["robotics"]), "vla_finetune")
+                             robotics=robo.outputs["merged"]), "vla_finetune")
     return vla.outputs["policy"]

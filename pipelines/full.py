@@ -7,9 +7,10 @@
 
 Every stage takes the preset name and its own overrides, so changing one stage's parameters changes
 only that task's cache key: upstream tasks are served from the cache. Inputs read by URI (the corpus,
-caption shards) are fingerprinted by content into the reading task's cache key. record_demos and
-sim_eval fan out across `<section>_slices` pods (docs/fanout.md). Cluster settings (GPUs, node
-selectors, tolerations, /dev/shm, S3 secret, retries) come from the cluster profile.
+caption shards) are fingerprinted by content into the reading task's cache key. tokenize, caption_data,
+record_demos, preprocess_robotics and sim_eval fan out across `<section>_slices` pods (docs/fanout.md).
+Cluster settings (GPUs, node selectors, tolerations, /dev/shm, S3 secret, retries) come from the
+cluster profile.
 """
 
 from typing import NamedTuple
@@ -17,11 +18,10 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Model
 
-from components.preprocess_robotics.component import preprocess_robotics
 from components.record_demos.component import record_demos
 from components.vla_finetune.component import vla_finetune
 from components.vlm_pretrain.component import vlm_pretrain
-from pipelines.stages import captions, evaluate_against_baselines, fanned_out, language_model, stage
+from pipelines.stages import captions, evaluate_against_baselines, fanned_out, language_model, preprocessed, stage
 
 PIPELINE_NAME = "vlaforge-full"
 # pipeline parameter prefix -> preset section
@@ -47,6 +47,8 @@ def full_pipeline(
     captions_slices: int = 1,
     demos_slices: int = 1,
     sim_eval_slices: int = 1,
+    tokenize_slices: int = 1,
+    preprocess_slices: int = 1,
 ) -> NamedTuple("Outputs", llm=Model, vlm=Model, policy=Model, rollouts=Dataset, report=HTML):
     """Train a VLA policy end to end and compare it with baselines in closed-loop simulation.
 
@@ -67,17 +69,18 @@ def full_pipeline(
         captions_slices: caption_data pods, each rendering a (task, scene range) slice; merged into one shard set.
         demos_slices: record_demos pods, each recording a (task, seed range) slice; merged into one dataset.
         sim_eval_slices: sim_eval pods, each evaluating a (task, episode range) slice; merged into one result set.
+        tokenize_slices: tokenize pods, each tokenizing a group of the corpus's input files; packed into one shard set.
+        preprocess_slices: preprocess_robotics pods, each encoding a group of episodes; merged into one dataset.
     """
-    llm = language_model(preset, tokenize_overrides, llm_overrides)
+    llm = language_model(preset, tokenize_overrides, llm_overrides, tokenize_slices)
     caps = captions(preset, captions_overrides, caption_source_uri, captions_slices)
     vlm = stage(vlm_pretrain(preset=preset, overrides=vlm_overrides, llm=llm.outputs["model"],
                              captions=caps.outputs["merged"]), "vlm_pretrain")
     demos = fanned_out("demos", "record_demos", demos_slices, preset, demos_overrides,
                        lambda slice_overrides: record_demos(preset=preset, overrides=slice_overrides), "demos")
-    robo = stage(preprocess_robotics(preset=preset, overrides=preprocess_overrides,
-                                     demos=demos.outputs["merged"]), "preprocess_robotics")
+    robo = preprocessed(preset, preprocess_overrides, demos.outputs["merged"], preprocess_slices)
     vla = stage(vla_finetune(preset=preset, overrides=vla_overrides, backbone=vlm.outputs["model"],
-                             robotics=robo.outputs["robotics"]), "vla_finetune")
+                             robotics=robo.outputs["merged"]), "vla_finetune")
     evals, analysis = evaluate_against_baselines(vla.outputs["policy"], preset, sim_eval_overrides, baselines,
                                                  model_name, step_analysis_overrides, sim_eval_slices)
     outputs = NamedTuple("Outputs", llm=Model, vlm=Model, policy=Model, rollouts=Dataset, report=HTML)

@@ -9,10 +9,12 @@ from components.fingerprint_inputs.component import fingerprint_inputs
 from components.llm_pretrain.component import llm_pretrain
 from components.merge_slices.component import merge_slices
 from components.plan_slices.component import plan_slices
+from components.preprocess_robotics.component import preprocess_robotics
 from components.sim_eval.component import sim_eval
 from components.sim_eval_baselines.component import sim_eval_baselines
 from components.step_analysis.component import step_analysis
 from components.tokenize.component import tokenize
+from components.train_tokenizer.component import train_tokenizer
 from vlaforge.kube.profile import apply_profile
 
 # Slices of one stage running at once. KFP 2.17 compiles a ParallelFor's parallelism into the IR as an
@@ -57,11 +59,23 @@ def fingerprinted(preset, section: str, overrides, fields: str = "", uris=""):
     return task.set_caching_options(enable_caching=False)
 
 
-def language_model(preset, tokenize_overrides, llm_overrides):
-    """tokenize (its corpus fingerprinted into its cache key) -> llm_pretrain; returns the llm_pretrain task."""
+def tokenized(preset, tokenize_overrides, tokenize_slices=1):
+    """The corpus (fingerprinted into the cache keys of the tasks reading it) tokenized: train_tokenizer, then
+    tokenize in ``tokenize_slices`` groups of input files; returns the merge task (output ``merged``: the shards)."""
     corpus = fingerprinted(preset, "tokenize", tokenize_overrides, fields="corpus")
-    tok = stage(tokenize(preset=preset, overrides=tokenize_overrides, input_fingerprint=corpus.output), "tokenize")
-    return stage(llm_pretrain(preset=preset, overrides=llm_overrides, dataset=tok.outputs["dataset"]), "llm_pretrain")
+    tok = stage(train_tokenizer(preset=preset, overrides=tokenize_overrides, input_fingerprint=corpus.output),
+                "train_tokenizer")
+    return fanned_out("tokenize", "tokenize", tokenize_slices, preset, tokenize_overrides,
+                      lambda slice_overrides: tokenize(preset=preset, overrides=slice_overrides,
+                                                       tokenizer=tok.outputs["tokenizer"],
+                                                       input_fingerprint=corpus.output), "dataset")
+
+
+def language_model(preset, tokenize_overrides, llm_overrides, tokenize_slices=1):
+    """tokenize (fanned out over ``tokenize_slices``) -> llm_pretrain; returns the llm_pretrain task."""
+    shards = tokenized(preset, tokenize_overrides, tokenize_slices)
+    return stage(llm_pretrain(preset=preset, overrides=llm_overrides, dataset=shards.outputs["merged"]),
+                 "llm_pretrain")
 
 
 def captions(preset, captions_overrides, caption_source_uri, captions_slices=1):
@@ -73,6 +87,14 @@ def captions(preset, captions_overrides, caption_source_uri, captions_slices=1):
                                                            source_uri=caption_source_uri,
                                                            input_fingerprint=shards.output),
                       "captions", caption_source_uri)
+
+
+def preprocessed(preset, preprocess_overrides, demos, preprocess_slices=1, extra_episode_uris=""):
+    """preprocess_robotics over ``demos`` (and ``extra_episode_uris``) in ``preprocess_slices`` groups of
+    episodes; returns the merge task (output ``merged``: shards, stats.json, preprocessing_config.yaml)."""
+    return fanned_out("preprocess", "preprocess_robotics", preprocess_slices, preset, preprocess_overrides,
+                      lambda slice_overrides: preprocess_robotics(demos=demos, preset=preset, overrides=slice_overrides,
+                                                                  extra_episode_uris=extra_episode_uris), "robotics")
 
 
 def evaluate_against_baselines(policy, preset, sim_eval_overrides, baselines, model_name, step_analysis_overrides="",

@@ -7,7 +7,7 @@ from kfp import dsl, local
 from components.plan_slices.component import plan_slices
 from components.testing import assert_interface
 from vlaforge.config import split_overrides
-from vlaforge.fanout import SliceError, plan_slices as plan
+from vlaforge.fanout import SliceError, part_range, plan_slices as plan
 from vlaforge.stages.plan_slices import run
 
 pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning")
@@ -41,6 +41,23 @@ def test_slice_overrides_run_the_stage_on_its_share():
     assert [split_overrides(s)[2:] for s in demos] == [
         ['tasks=["reach-v3"]', 'task_episodes={"reach-v3": 2}', "first_episode=0"],
         ['tasks=["reach-v3"]', 'task_episodes={"reach-v3": 3}', "first_episode=2"]]
+
+
+def test_parts_of_inputs_counted_when_the_stage_runs(tmp_path):
+    for name in ("a.txt", "b.txt", "c.jsonl"):
+        (tmp_path / name).write_text("text")
+    assert [split_overrides(s)[-1] for s in run("tokenize", "tiny", [f"corpus={tmp_path}"], 3)] == \
+           ['part="1/3"', 'part="2/3"', 'part="3/3"']
+    assert [split_overrides(s)[-1] for s in run("preprocess", "tiny", ["num_workers=0"], 2)] == \
+           ['part="1/2"', 'part="2/2"']
+    assert [part_range(f"{k}/3", 7, "x_slices", "episodes") for k in (1, 2, 3)] == \
+           [range(0, 2), range(2, 4), range(4, 7)]  # as plan_slices cuts one range
+    assert part_range("", 7, "x_slices", "episodes") == range(7)
+    with pytest.raises(SliceError, match=r"tokenize_slices=4 asks for more slices than there are items to split "
+                                         r"\(3: corpus files 0:3\)"):
+        run("tokenize", "tiny", [f"corpus={tmp_path}"], 4)
+    with pytest.raises(SliceError, match=r"x_slices=8 asks for more slices .* \(7: episodes 0:7\)"):
+        part_range("1/8", 7, "x_slices", "episodes")
 
 
 @pytest.mark.parametrize("section,width,message", [

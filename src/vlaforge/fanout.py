@@ -3,10 +3,14 @@
 A stage's work is a set of per-task index ranges (sim_eval: episode indices, record_demos and
 caption_data: seed indices). :func:`plan_slices` cuts it into exactly ``width`` slices: whole tasks grouped together when
 there are at least as many tasks as slices, else each task's range split into contiguous pieces, the
-slices shared among tasks in proportion to their sizes. The pipeline runs one pod per slice
-(``dsl.ParallelFor``) and a merge step (``dsl.Collected``) writes the layout a one-slice run writes:
-one ``results.json`` per (model, task) for sim_eval; one ``episodes.jsonl`` and one
-``recording_report.json`` for record_demos; the same shards and ``manifest.jsonl`` for caption_data.
+slices shared among tasks in proportion to their sizes. tokenize and preprocess_robotics work on inputs
+counted only when they run (corpus files, recorded episodes): their slices are parts ``"k/n"``, which
+:func:`part_range` turns into the same contiguous cut once the count is known. The pipeline runs one pod
+per slice (``dsl.ParallelFor``) and a merge step (``dsl.Collected``) writes the layout a one-slice run
+writes: one ``results.json`` per (model, task) for sim_eval; one ``episodes.jsonl`` and one
+``recording_report.json`` for record_demos; the same shards and ``manifest.jsonl`` for caption_data
+(tokenize and preprocess_robotics merge in their own modules: vlaforge.data.tokenize,
+vlaforge.robotics.preprocess).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class FanoutConfig:
     sim_eval: int = 1  # (task, episode range) slices of sim_eval
     demos: int = 1  # (task, seed range) slices of record_demos
     captions: int = 1  # (task, scene range) slices of caption_data (rendered; an imported source is one slice)
+    tokenize: int = 1  # groups of the corpus's input files tokenized apart (a single-file corpus is one slice)
+    preprocess: int = 1  # groups of episodes preprocess_robotics encodes apart
 
 
 class SliceError(ValueError):
@@ -48,11 +54,15 @@ def _apportion(sizes: list[int], width: int) -> list[int]:
     return shares
 
 
+def check_width(width: int, param: str) -> None:
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise SliceError(f"{param} must be an integer >= 1, got {width!r}")
+
+
 def plan_slices(ranges: dict[str, tuple[int, int]], width: int, param: str) -> list[list[Segment]]:
     """``ranges`` (task -> (start, end)) cut into ``width`` slices of segments, in task then index order."""
     total = sum(end - start for start, end in ranges.values())
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise SliceError(f"{param} must be an integer >= 1, got {width!r}")
+    check_width(width, param)
     if width > total:
         raise SliceError(f"{param}={width} asks for more slices than there are items to split "
                          f"({total}: {', '.join(f'{t} {s}:{e}' for t, (s, e) in ranges.items())})")
@@ -66,6 +76,27 @@ def plan_slices(ranges: dict[str, tuple[int, int]], width: int, param: str) -> l
         cuts = [start + (end - start) * i // share for i in range(share + 1)]
         slices += [[(task, lo, hi)] for lo, hi in zip(cuts, cuts[1:])]
     return slices
+
+
+def part_names(width: int, param: str) -> list[str]:
+    """The parts ``"1/n" ... "n/n"`` of a stage whose items are counted when it runs (see :func:`part_range`)."""
+    check_width(width, param)
+    return [f"{k}/{width}" for k in range(1, width + 1)]
+
+
+def part_range(part: str, total: int, param: str, what: str) -> range:
+    """The indices of ``total`` items that part ``"k/n"`` takes: the k-th of n contiguous pieces cut as
+    :func:`plan_slices` cuts them; ``""`` takes all. More parts than items fails naming ``param``."""
+    if not part:
+        return range(total)
+    try:
+        k, n = (int(x) for x in part.split("/"))
+    except ValueError:
+        raise SliceError(f"part must be 'k/n' (the k-th of n slices), got {part!r}") from None
+    if not 1 <= k <= n:
+        raise SliceError(f"part {part!r}: k must be between 1 and n")
+    ((_, start, end),) = plan_slices({what: (0, total)}, n, param)[k - 1]
+    return range(start, end)
 
 
 def override_lines(values: dict) -> list[str]:

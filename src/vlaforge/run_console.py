@@ -29,23 +29,24 @@ _PERCENT = re.compile(r"(\d+)%\|")
 # task -> (metadata key as a regular expression, format of its "{name}" group and "{value}") of the figures
 # shown on its line
 FIGURES: dict[str, list[tuple[str, str]]] = {
-    "tokenize": [("train_samples", "{value:.0f} training sequences")],
+    "tokenize": [("train_samples", "{value:.0f} training sequences"), ("tokens", "{value:.0f} tokens")],
     "llm-pretrain": [("steps", "{value:.0f} steps"), ("final_val_loss", "val loss {value:.3f}")],
     "caption-data": [("num_samples", "{value:.0f} captioned images")],
     "vlm-pretrain": [("steps", "{value:.0f} steps"), ("final_val_loss", "val loss {value:.3f}")],
     "record-demos": [("kept", "{value:.0f} demos kept"), ("success_rate", "expert success {value:.0%}")],
-    "preprocess-robotics": [("train_samples", "{value:.0f} training samples")],
+    "preprocess-robotics": [("train_samples", "{value:.0f} training samples"), ("samples", "{value:.0f} samples")],
     "vla-finetune": [("steps", "{value:.0f} steps"), ("final_loss", "loss {value:.3f}")],
     "sim-eval": [(r"(?P<name>[^/]+)/success_rate", "{name} {value:.0%}")],  # per task
     "sim-eval-baselines": [(r"(?P<name>[^/]+)/success_rate", "{name} {value:.0%}")],  # per baseline
     "step-analysis": [(r"(?P<name>[^.]+)\.balanced_pct", "{name} {value:.0f}%")],
+    "merge-slices": [("train_samples", "{value:.0f} training samples")],  # tokenize's and preprocess's merges
 }
 
 
 def key_figures(task: str, metadata: dict[str, float]) -> str:
     """The figures of ``task`` found in ``metadata``, comma-separated."""
     shown = []
-    for pattern, fmt in FIGURES.get(task, []):
+    for pattern, fmt in FIGURES.get(re.sub(r"-\d+$", "", task), []):  # merge-slices-2 is a merge-slices
         for key in sorted(metadata):
             if (match := re.fullmatch(pattern, key)) and isinstance(metadata[key], (int, float)):
                 shown.append(fmt.format(value=metadata[key], **match.groupdict()))

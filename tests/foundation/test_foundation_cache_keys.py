@@ -17,23 +17,31 @@ def language_model_pipeline(tokenize_overrides: str, llm_overrides: str):
     language_model("tiny", tokenize_overrides, llm_overrides)
 
 
-def _run(corpus_uri: str, root) -> dict[str, str]:
-    """Run the pipeline; returns the task folders that executed (a cache hit executes nothing)."""
-    before = {p for p in root.glob("*/*") if p.is_dir()} if root.exists() else set()
+def _task_folders(root) -> set:
+    """Every task folder of every run, those of a ParallelFor's iterations (``for-loop-1-iteration-0/tokenize``) included."""
+    if not root.exists():
+        return set()
+    return {p for p in [*root.glob("*/*"), *root.glob("*/for-loop-*/*")] if p.is_dir() and "for-loop-" not in p.name}
+
+
+def _run(corpus_uri: str, root) -> set[str]:
+    """Run the pipeline; returns the names of the tasks that executed (a cache hit executes nothing)."""
+    before = _task_folders(root)
     language_model_pipeline(tokenize_overrides="\n".join(TOKENIZE_OVERRIDES + [f"corpus={corpus_uri}"]),
                             llm_overrides=LLM)
-    ran = {p for p in root.glob("*/*") if p.is_dir()} - before
-    return {p.name for p in ran}
+    return {p.name for p in _task_folders(root) - before}
 
 
 def _cached_runs(tmp_path, corpus_uri: str, rewrite) -> None:
     root = tmp_path / "root"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=True,
                cache_root=str(tmp_path / "cache"))
-    assert {"tokenize", "llm-pretrain", "fingerprint-inputs"} <= _run(corpus_uri, root)
+    assert {"train-tokenizer", "tokenize", "llm-pretrain", "fingerprint-inputs"} <= _run(corpus_uri, root)
     assert _run(corpus_uri, root) == {"fingerprint-inputs"}  # untouched: cache hits, nothing else executes
     rewrite()
-    assert {"tokenize", "llm-pretrain"} <= _run(corpus_uri, root)  # same URI, new content: both re-run
+    # same URI, new content: the tokenizer, the tokenize slices (whose keys hold the fingerprint too), the
+    # merge and llm_pretrain re-run
+    assert {"train-tokenizer", "tokenize", "merge-slices", "llm-pretrain"} <= _run(corpus_uri, root)
 
 
 def test_corpus_rewritten_at_the_same_path_reruns_tokenize_and_llm(tmp_path, local_kfp):

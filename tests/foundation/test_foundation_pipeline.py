@@ -1,8 +1,9 @@
 """The text half of the DAG (tokenize -> llm_pretrain) through kfp.local, as ``vlaforge run`` runs it.
 
-The two components are wired exactly as in ``pipelines/full.py`` and receive the per-section override
-strings of :func:`vlaforge.run.resolve`; running the whole full pipeline (VLM, VLA, simulation) is the
-end-to-end test's job.
+The stages are wired exactly as in ``pipelines/full.py`` (``pipelines.stages.language_model``: the corpus
+fingerprinted, train_tokenizer, tokenize fanned out and merged, llm_pretrain) and receive the per-section
+override strings of :func:`vlaforge.run.resolve`; running the whole full pipeline (VLM, VLA, simulation) is
+the end-to-end test's job.
 """
 
 
@@ -15,8 +16,7 @@ from foundation_util import LLM_OVERRIDES, TOKENIZE_OVERRIDES, snapshot
 from kfp import dsl, local
 from kfp.dsl import Model
 
-from components.llm_pretrain.component import llm_pretrain
-from components.tokenize.component import tokenize
+from pipelines.stages import language_model
 from vlaforge.data.shards import read_manifest
 from vlaforge.data.text_shards import load_windows
 from vlaforge.data.tokenize import EOS_TOKEN, load_tokenizer
@@ -28,9 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping to run a ta
 
 @dsl.pipeline(name="vlaforge-text-test")
 def text_pipeline(preset: str, tokenize_overrides: str, llm_overrides: str) -> Model:
-    tok = tokenize(preset=preset, overrides=tokenize_overrides)
-    llm = llm_pretrain(preset=preset, overrides=llm_overrides, dataset=tok.outputs["dataset"])
-    return llm.outputs["model"]
+    return language_model(preset, tokenize_overrides, llm_overrides).outputs["model"]
 
 
 def run_text(root: Path, overrides: list[str]):
@@ -52,7 +50,7 @@ def test_pipeline_trains_and_reuses_the_cached_tokenize_output(tmp_path, corpus,
                                                         "train.lr=0.01"]])
     first = run_text(root, overrides)
     (run1,) = run_folders(root)
-    dataset = run1 / "tokenize" / "dataset"
+    dataset = run1 / "merge-slices" / "merged"  # tokenize's merged shards
     summary = json.loads(Path(first.output.path, "train_summary.json").read_text())
     assert Path(first.output.path).parent.parent == run1
     assert summary["steps"] == 60
@@ -64,20 +62,23 @@ def test_pipeline_trains_and_reuses_the_cached_tokenize_output(tmp_path, corpus,
     pieces = tok.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False).split(EOS_TOKEN)[:-1]
     assert len(pieces) >= 0.8 * len(documents) and set(pieces) <= set(documents)
 
-    # Only an LLM parameter changes: tokenize is served from the cache, only llm-pretrain runs again.
+    # Only an LLM parameter changes: tokenize is served from the cache, only llm-pretrain (and the uncached
+    # corpus fingerprint) runs again.
     data_before = snapshot(dataset)
     with caplog.at_level(logging.INFO):
         second = run_text(root, overrides + ["llm.train.max_steps=30"])
     run2 = next(r for r in run_folders(root) if r != run1)
-    assert not (run2 / "tokenize").exists()
+    assert sorted(p.name for p in run2.iterdir()) == ["fingerprint-inputs", "llm-pretrain"]
     assert (run2 / "llm-pretrain" / "executor_output.json").is_file()
-    assert "Task tokenize cache hit" in caplog.text
+    for task in ("train-tokenizer", "plan-slices", "tokenize", "merge-slices"):
+        assert f"Task {task} cache hit" in caplog.text
     assert "Task llm-pretrain cache hit" not in caplog.text
     second_config = json.loads(Path(second.output.path, "config.json").read_text())
     assert second_config["data"] == str(dataset) and second_config["train"]["max_steps"] == 30
     assert json.loads(Path(second.output.path, "train_summary.json").read_text())["steps"] == 30
     assert snapshot(dataset) == data_before
-    assert len(list((root / "kfp_cache").glob("*.json"))) == 3  # tokenize, llm (60 steps), llm (30 steps)
+    # train_tokenizer, plan, one tokenize slice, merge, llm (60 steps), llm (30 steps)
+    assert len(list((root / "kfp_cache").glob("*.json"))) == 6
 
 
 def test_resolve_rejects_an_unknown_key_before_anything_runs(tmp_path):

@@ -111,22 +111,24 @@ def test_manifests_are_valid_kfp_custom_resources(compiled, crds, name):
 
 
 def test_fanned_out_stages_loop_over_their_plan(compiled):
-    """caption_data, record_demos and sim_eval run in a ParallelFor over plan_slices' output, the width a pipeline parameter,
-    at most MAX_PARALLEL_SLICES at once, gathered by merge_slices (dsl.Collected)."""
+    """tokenize, caption_data, record_demos, preprocess_robotics and sim_eval run in a ParallelFor over plan_slices'
+    output, the width a pipeline parameter, at most MAX_PARALLEL_SLICES at once, gathered by merge_slices
+    (dsl.Collected)."""
     from pipelines.stages import MAX_PARALLEL_SLICES
 
     spec, _ = _load(compiled / "vlaforge-full.yaml")
     root = spec["root"]["dag"]["tasks"]
     widths = {task["inputs"]["parameters"]["width"]["componentInputParameter"]
               for task in root.values() if task["componentRef"]["name"].startswith("comp-plan-slices")}
-    assert widths == {"captions_slices", "demos_slices", "sim_eval_slices"}
-    assert spec["root"]["inputDefinitions"]["parameters"]["sim_eval_slices"]["defaultValue"] == 1
+    slices = {"captions_slices", "demos_slices", "sim_eval_slices", "tokenize_slices", "preprocess_slices"}
+    assert widths == slices
+    assert all(spec["root"]["inputDefinitions"]["parameters"][p]["defaultValue"] == 1 for p in slices)
     loops = [task for task in root.values() if "parameterIterator" in task]
-    assert len(loops) == 3
+    assert len(loops) == 5
     for loop in loops:
         assert loop["iteratorPolicy"]["parallelismLimit"] == MAX_PARALLEL_SLICES
         assert re.fullmatch(r"pipelinechannel--plan-slices(-\d)?-Output", loop["parameterIterator"]["items"]["inputParameter"])
     merges = [task for task in root.values() if task["componentRef"]["name"].startswith("comp-merge-slices")]
-    assert len(merges) == 3 and all(m["inputs"]["artifacts"]["slices"]["taskOutputArtifact"]["producerTask"]
+    assert len(merges) == 5 and all(m["inputs"]["artifacts"]["slices"]["taskOutputArtifact"]["producerTask"]
                                     .startswith("for-loop") for m in merges)
 

@@ -132,7 +132,7 @@ def test_tiny_pipeline_in_containers_with_s3_cache_and_failure(docker_host, s3, 
     first = run()
     (run1,) = _run_dirs(root)
     stages = _executed_tasks(run1)
-    assert {"tokenize", "llm-pretrain", "vla-finetune", "plan-slices-3", "sim-eval", "merge-slices-3",
+    assert {"tokenize", "llm-pretrain", "vla-finetune", "plan-slices-5", "sim-eval", "merge-slices-5",
             "step-analysis"} <= stages
     assert (Path(first.outputs["report"].path)).stat().st_size > 0
     assert Path(first.outputs["policy"].path).stat().st_uid == 1000, "stages must run as the images' non-root user"
@@ -143,7 +143,7 @@ def test_tiny_pipeline_in_containers_with_s3_cache_and_failure(docker_host, s3, 
     assert run2 != run1
     # the input fingerprints always run (they read the URIs' listings); the sim_eval slices, their merge
     # and the analysis follow the new name; the slice plan and every upstream stage are cache hits
-    assert _executed_tasks(run2) == {"fingerprint-inputs", "fingerprint-inputs-2", "sim-eval", "merge-slices-3",
+    assert _executed_tasks(run2) == {"fingerprint-inputs", "fingerprint-inputs-2", "sim-eval", "merge-slices-5",
                                      "step-analysis"}
     assert Path(second.outputs["policy"].path) == Path(first.outputs["policy"].path)  # served from run 1
     assert Path(second.outputs["report"].path).is_relative_to(run2)

@@ -40,5 +40,10 @@ def test_vlaforge_run_refuses_a_width_it_cannot_plan_before_starting(tmp_path, l
         run_embedded("tiny", ["fanout.sim_eval=5", 'sim_eval.episodes="0:2"'], str(tmp_path / "runs"))
     with pytest.raises(SliceError, match="demos_slices must be an integer >= 1, got 0"):
         run_embedded("tiny", ["fanout.demos=0"], str(tmp_path / "runs"))
+    with pytest.raises(SliceError, match=r"tokenize_slices=2 asks for more slices than there are items to split "
+                                         r"\(1: corpus files 0:1\)"):  # the builtin corpus is one input
+        run_embedded("tiny", ["fanout.tokenize=2"], str(tmp_path / "runs"))
+    with pytest.raises(SliceError, match="preprocess_slices must be an integer >= 1, got 0"):
+        run_embedded("tiny", ["fanout.preprocess=0"], str(tmp_path / "runs"))
     assert not (tmp_path / "runs").exists()
 

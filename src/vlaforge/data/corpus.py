@@ -48,7 +48,10 @@ def builtin_documents() -> list[str]:
     return [topics.topics[k] for k in sorted(topics.topics)]
 
 
-def _corpus_files(uri: str) -> list[str]:
+def corpus_files(uri: str) -> list[str]:
+    """The input files of a corpus in sorted order (a file is itself; ``builtin`` is one input)."""
+    if uri == "builtin":
+        return [uri]
     fs, path = storage.filesystem(uri)
     if not fs.exists(path):
         raise FileNotFoundError(f"corpus not found: {uri}")
@@ -61,37 +64,45 @@ def _corpus_files(uri: str) -> list[str]:
     return [prefix + p for p in found]
 
 
-def read_documents(uri: str, text_field: str = "text") -> Iterator[str]:
-    """Documents of a corpus file or folder: a .txt file is one document, a .jsonl line is one."""
-    for file_uri in _corpus_files(uri):
-        try:
-            text = storage.read_text(file_uri)
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{file_uri}: not UTF-8 text (byte {err.start}: {err.reason})") from err
-        if file_uri.endswith(".jsonl"):
-            for lineno, line in enumerate(text.splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{file_uri}:{lineno}: invalid JSON: {err}") from err
-                if not isinstance(record, dict) or text_field not in record:
-                    raise ValueError(f"{file_uri}:{lineno}: record has no '{text_field}' field")
-                yield str(record[text_field])
-        else:
-            yield text
+def _read_file(file_uri: str, text_field: str) -> Iterator[str]:
+    """Documents of one corpus file: a .txt file is one document, a .jsonl line is one."""
+    try:
+        text = storage.read_text(file_uri)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{file_uri}: not UTF-8 text (byte {err.start}: {err.reason})") from err
+    if file_uri.endswith(".jsonl"):
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{file_uri}:{lineno}: invalid JSON: {err}") from err
+            if not isinstance(record, dict) or text_field not in record:
+                raise ValueError(f"{file_uri}:{lineno}: record has no '{text_field}' field")
+            yield str(record[text_field])
+    else:
+        yield text
+
+
+def file_documents(file_uri: str, text_field: str = "text") -> list[str]:
+    """Non-blank documents of one input of :func:`corpus_files` (``builtin``: the built-in prose)."""
+    docs = builtin_documents() if file_uri == "builtin" else _read_file(file_uri, text_field)
+    return [d for d in docs if d.strip()]
+
+
+def robot_documents(n_chars: int, robot_fraction: float, seed: int = 0) -> list[str]:
+    """Generated robot language of about ``robot_fraction`` of a corpus of ``n_chars`` characters,
+    8 sentences a document; none when the fraction is 0."""
+    if robot_fraction <= 0:
+        return []
+    sentences = robot_sentences(max(1, int(n_chars * robot_fraction / 40)), seed)
+    return [" ".join(sentences[i:i + 8]) for i in range(0, len(sentences), 8)]
 
 
 def load_corpus(uri: str, text_field: str = "text", robot_fraction: float = 0.0, seed: int = 0) -> list[str]:
     """Non-empty documents of ``uri`` (or the built-in corpus), plus robot language if asked."""
-    docs = builtin_documents() if uri == "builtin" else list(read_documents(uri, text_field))
-    docs = [d for d in docs if d.strip()]
+    docs = [d for f in corpus_files(uri) for d in file_documents(f, text_field)]
     if not docs:
         raise ValueError(f"corpus {uri} is empty: no non-blank documents")
-    if robot_fraction > 0:
-        n_chars = sum(len(d) for d in docs)
-        n_sentences = max(1, int(n_chars * robot_fraction / 40))
-        sentences = robot_sentences(n_sentences, seed)
-        docs += [" ".join(sentences[i:i + 8]) for i in range(0, len(sentences), 8)]
-    return docs
+    return docs + robot_documents(sum(len(d) for d in docs), robot_fraction, seed)

@@ -13,10 +13,12 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-import webdataset as wds
+from typing import TYPE_CHECKING
 
 from vlaforge import storage
+
+if TYPE_CHECKING:
+    import webdataset as wds
 
 MANIFEST = "manifest.jsonl"
 
@@ -50,6 +52,8 @@ class ShardWriter:
         storage.makedirs(out_uri)
 
     def _open(self) -> None:
+        import webdataset as wds  # here: it imports torch, which planning and merging tasks do without
+
         self._name = f"{self.prefix}-{len(self.shards):06d}"
         self._path = os.path.join(self._tmpdir.name, self._name + ".tar")
         self._writer = wds.TarWriter(self._path, encoder=False, mtime=0)  # same samples, same bytes

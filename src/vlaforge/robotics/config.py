@@ -52,6 +52,7 @@ class PreprocessConfig:
     # one-to-two-pixel coloured marker (Meta-World's goal sites) into its background; 4:4:4 keeps it.
     # Quote it in YAML: unquoted, 4:4:4 reads as a base-60 integer.
     jpeg_subsampling: str = "4:2:0"
+    part: str = ""  # "k/n": encode the k-th of n groups of the episodes (a fan-out slice); "": all
 
     def __post_init__(self) -> None:
         checks = [

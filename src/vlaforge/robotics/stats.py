@@ -26,6 +26,7 @@ position, since padded window steps are left out; a cell that only ever held pad
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -257,6 +258,61 @@ def merge_all(parts: list[dict[str, FieldStats]]) -> dict[str, FieldStats]:
         for name, stats in part.items():
             merged[name].merge(stats)
     return merged
+
+
+_NO_EXPONENT = -(2 ** 62)  # a histogram that saw no value yet
+
+
+def _running_state(stats: RunningStats, prefix: str) -> dict[str, np.ndarray]:
+    hists = stats.histograms
+    return {f"{prefix}{key}": value for key, value in {
+        "count": stats.count, "mean": stats.mean, "m2": stats.m2, "min": stats.min, "max": stats.max,
+        "bins": np.array([h.bins for h in hists], np.int64),
+        "exponent": np.array([_NO_EXPONENT if h.exponent is None else h.exponent for h in hists], np.int64),
+        "offset": np.array([h.offset for h in hists], np.int64),
+        "abs_max": np.array([h.abs_max for h in hists]),
+        "lengths": np.array([len(h.counts) for h in hists], np.int64),
+        "counts": np.concatenate([h.counts for h in hists]) if hists else np.zeros(0, np.int64)}.items()}
+
+
+def _running_from_state(state: dict[str, np.ndarray], prefix: str) -> RunningStats:
+    part = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+    stats = RunningStats(len(part["count"]), int(part["bins"][0]) if len(part["bins"]) else 4096)
+    stats.count, stats.mean, stats.m2, stats.min, stats.max = (part[k].copy() for k in ("count", "mean", "m2", "min", "max"))
+    ends = np.cumsum(part["lengths"])
+    for h, exponent, offset, abs_max, end, length in zip(stats.histograms, part["exponent"], part["offset"],
+                                                          part["abs_max"], ends, part["lengths"]):
+        h.exponent = None if exponent == _NO_EXPONENT else int(exponent)
+        h.offset, h.abs_max, h.counts = int(offset), float(abs_max), part["counts"][end - length:end].copy()
+    return stats
+
+
+def save_partial(uri: str, fields: dict[str, FieldStats]) -> None:
+    """Partial statistics (every count, moment and histogram bin, exactly) as an ``.npz`` file, for
+    :func:`load_partial` and :func:`merge_all` elsewhere (e.g. the merge step of a fanned-out preprocess)."""
+    arrays = {}
+    for name, f in fields.items():
+        arrays[f"{name}/shape"] = np.array([f.dim, f.window], np.int64)
+        arrays.update(_running_state(f.overall, f"{name}/overall/"))
+        arrays.update(_running_state(f.per_timestep, f"{name}/per_timestep/"))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    storage.write_bytes(uri, buffer.getvalue())
+
+
+def load_partial(uri: str) -> dict[str, FieldStats]:
+    """The statistics :func:`save_partial` wrote."""
+    with np.load(io.BytesIO(storage.read_bytes(uri))) as npz:
+        state = dict(npz)
+    fields = {}
+    for key in [k for k in state if k.endswith("/shape")]:  # in the order saved, the order of stats.json
+        name = key[:-len("/shape")]
+        dim, window = (int(v) for v in state[key])
+        f = FieldStats(dim, window)
+        f.overall = _running_from_state(state, f"{name}/overall/")
+        f.per_timestep = _running_from_state(state, f"{name}/per_timestep/")
+        fields[name] = f
+    return fields
 
 
 def write_stats(out_uri: str, fields: dict[str, FieldStats]) -> dict:

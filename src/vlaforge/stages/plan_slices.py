@@ -1,17 +1,21 @@
 """The plan_slices stage: a fanned-out stage's work cut into slices, one complete override list per slice
-(the stage's overrides with the slice's tasks and index range appended), for sim_eval, record_demos and
-caption_data."""
+(the stage's overrides with the slice's tasks and index range appended, for sim_eval, record_demos and
+caption_data; with the slice's ``part="k/n"`` for tokenize and preprocess_robotics, whose inputs are
+counted when they run)."""
 
 from __future__ import annotations
 
 from vlaforge.config import load, split_overrides
-from vlaforge.fanout import Segment, SliceError, override_lines, plan_slices
+from vlaforge.data.corpus import corpus_files
+from vlaforge.data.tokenize import TokenizeConfig
+from vlaforge.fanout import Segment, SliceError, override_lines, part_names, plan_slices
+from vlaforge.robotics.config import load_config as preprocess_config
 from vlaforge.sim.demos import DemoConfig
 from vlaforge.sim.rollouts import parse_range
 from vlaforge.sim.scene_captions import CaptionConfig
 from vlaforge.stages.sim_eval import load_config
 
-FANNED_OUT = ("sim_eval", "demos", "captions")  # preset sections whose stage can fan out
+FANNED_OUT = ("sim_eval", "demos", "captions", "tokenize", "preprocess")  # preset sections whose stage can fan out
 
 
 def config(section: str, preset: str, overrides: str | list[str]):
@@ -22,6 +26,10 @@ def config(section: str, preset: str, overrides: str | list[str]):
         return load(DemoConfig, preset, overrides, "demos")
     if section == "captions":
         return load(CaptionConfig, preset, overrides, "captions")
+    if section == "tokenize":
+        return load(TokenizeConfig, preset, overrides, "tokenize")
+    if section == "preprocess":
+        return preprocess_config(preset, overrides)
     raise ValueError(f"fan-out section must be one of {', '.join(FANNED_OUT)}, got '{section}'")
 
 
@@ -48,13 +56,18 @@ def _slice_values(section: str, segments: list[Segment], cfg) -> dict:
 
 def run(section: str, preset: str, overrides: str | list[str], width: int, source_uri: str = "") -> list[str]:
     """One override string per slice of the ``section`` stage cut ``width`` ways; a width below 1 or above
-    the number of items is an error naming the ``<section>_slices`` parameter. A ``source_uri`` (data
-    imported instead of produced) is one slice."""
+    the number of items is an error naming the ``<section>_slices`` parameter (for preprocess, whose
+    episodes are not recorded yet, the slices check the upper bound). A ``source_uri`` (data imported
+    instead of produced) is one slice."""
     base = split_overrides(overrides)
     if source_uri:
         if width != 1:
             raise SliceError(f"{section}_slices must be 1 when a source URI is imported ({source_uri}), got {width}")
         return ["\n".join(base)]
     cfg = config(section, preset, base)
+    if section in ("tokenize", "preprocess"):  # episodes are counted when preprocess runs; corpus files now
+        if section == "tokenize":
+            plan_slices({"corpus files": (0, len(corpus_files(cfg.corpus)))}, width, "tokenize_slices")
+        return ["\n".join(base + override_lines({"part": part})) for part in part_names(width, f"{section}_slices")]
     slices = plan_slices(_ranges(section, cfg), width, f"{section}_slices")
     return ["\n".join(base + override_lines(_slice_values(section, s, cfg))) for s in slices]
