@@ -13,12 +13,14 @@ preprocess_robotics encodes ``--demos`` recorded episodes per task (recorded onc
 items: episodes). A fan-out has fixed costs, the same for any width: planning, merging, and in each slice
 its process start and environment set-up; sim_eval's default, 30 episodes per task, is what the tiny
 preset evaluates, enough for them to stop dominating (with 12 they took about a quarter of a one-slice run).
-Each slice runs its work in its own process (``workers=0``, ``num_workers=0``): one pod
-per slice, as on a cluster. The load average is printed beside each figure; on a shared machine the
-figures move with it.
+Each slice runs its work in its own process (``workers=0``, ``num_workers=0``) with ``--threads``
+threads for torch, BLAS and Mesa's llvmpipe renderer (default 1): one pod of that many cores per slice, as on
+a cluster, so one slice does not already spread over the cores that two slices would share. The load
+average is printed beside each figure; on a shared machine the figures move with it.
 
     .venv/bin/python bench/fanout.py [--tasks reach-v3 push-v3] [--episodes 30] [--demos 8] [--scenes 16]
                                      [--corpus-files 4] [--stages sim_eval tokenize ...] [--slices 1 2]
+                                     [--threads 1]
 """
 
 import argparse
@@ -150,7 +152,8 @@ def run_stages(args, scratch: Path) -> None:
         "preprocess_robotics": (preprocess, ["num_workers=0"], args.demos * len(args.tasks)),
     }
     inputs = {"preprocess_robotics": {"demos_uri": str(scratch / "demos")}}
-    print(f"fan-out under kfp.local: {', '.join(args.tasks)}, {os.cpu_count()} CPUs, one process per slice")
+    print(f"fan-out under kfp.local: {', '.join(args.tasks)}, {os.cpu_count()} CPUs, one process "
+          f"of {os.environ['OMP_NUM_THREADS']} thread(s) per slice")
     print(f"{'stage':<19} {'items':>5} {'slices':>6} {'items/min (all)':>16} {'vs 1':>6} "
           f"{'items/min (slices)':>19} {'vs 1':>6} {'load avg':>9}")
     for stage in args.stages:
@@ -174,7 +177,10 @@ def main() -> None:
     parser.add_argument("--corpus-files", type=int, default=4, help="tokenize corpus files (each the built-in prose)")
     parser.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES)
     parser.add_argument("--slices", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--threads", type=int, default=1, help="threads per slice process (the cores of its pod)")
     args = parser.parse_args()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "LP_NUM_THREADS"):
+        os.environ[var] = str(args.threads)  # inherited by the kfp.local task processes
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger().setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
