@@ -138,3 +138,26 @@ def test_one_file_corpus_holds_out_its_end(tmp_path, documents):
     with pytest.raises(ValueError, match="val_fraction must be between 0 and 1, got 0.0"):
         tokenize_run("tiny", TOKENIZE_OVERRIDES + [f"corpus={tmp_path / 'book.txt'}", "val_fraction=0"],
                      str(tmp_path / "out0"))
+
+
+def test_fanned_out_tokenize_refuses_a_corpus_changed_under_it_and_parts_out_of_order(tmp_path, documents):
+    from vlaforge.stages.merge_slices import run as merge_run
+    from vlaforge.stages.tokenize import run_part
+    from vlaforge.stages.train_tokenizer import run as train_tokenizer_run
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i, half in enumerate((documents[: len(documents) // 2], documents[len(documents) // 2:])):
+        (corpus / f"{i}.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in half))
+    overrides = TOKENIZE_OVERRIDES + [f"corpus={corpus}"]
+    train_tokenizer_run("tiny", overrides, str(tmp_path / "tok"))
+    parts = [str(tmp_path / f"part{k}") for k in (1, 2)]
+    for k, part in zip((1, 2), parts):
+        run_part("tiny", overrides + [f'part="{k}/2"'], str(tmp_path / "tok"), part)
+    with pytest.raises(ValueError, match="do not cover the corpus files in order"):
+        merge_run("tokenize", "tiny", overrides, parts[::-1], str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    with (corpus / "0.jsonl").open("a") as f:  # a document more since the tokenizer was trained
+        f.write(json.dumps({"text": "one more document"}) + "\n")
+    with pytest.raises(ValueError, match=r"changed since its tokenizer was trained: files 0:1 hold \d+ documents"):
+        run_part("tiny", overrides + ['part="1/2"'], str(tmp_path / "tok"), str(tmp_path / "again"))
