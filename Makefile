@@ -24,7 +24,7 @@ run: setup
 	$(VENV)/bin/vlaforge run --preset $(PRESET) $(if $(SET),$(foreach s,$(SET),--set $(s)))
 
 # The pretraining ablation (docs/experiments/metaworld4.md): preset vs random-init VLM vs swapped instructions.
-ABLATION_PRESET ?= metaworld4-vlm
+ABLATION_PRESET ?= metaworld4
 REPEATS ?= 3
 ablation: setup
 	$(VENV)/bin/vlaforge ablation --preset $(ABLATION_PRESET) --repeats $(REPEATS) --out runs/ablation-$(ABLATION_PRESET) \

@@ -1,7 +1,7 @@
 """VLM and VLA training throughput (samples/s) on the tiny preset's model shapes, the robotics
 data loader's samples/s against the VLA's consumption, and on the metaworld4 shapes (2 views of
 64x64) the transformer expert fine-tuning the backbone, the mlp expert (own conv encoder) over
-precomputed backbone states and metaworld4-vlm's vlm_mlp expert over precomputed ViT states
+precomputed backbone states (metaworld4-conv) and metaworld4's vlm_mlp expert over precomputed ViT states
 (``vla.cache_backbone_states``), measured in the same run.
 
     .venv/bin/python bench/vlm_vla_throughput.py [--steps 20] [--threads 2]
@@ -103,11 +103,12 @@ def main() -> None:
 
 def metaworld4_heads(tok, steps: int) -> None:
     """The metaworld4 VLA shapes (its ViT and LLM, 2 views of 64x64): the transformer expert fine-tuning
-    the backbone, the mlp expert with its own conv encoder over cached backbone states (the metaworld4
-    preset), and metaworld4-vlm's vlm_mlp expert (sees only through the VLM, its action token trains, the
+    the backbone, the mlp expert with its own conv encoder over cached backbone states (metaworld4-conv,
+    run R's recipe), and metaworld4's vlm_mlp expert (sees only through the VLM, its action token trains, the
     ViT's states cached, the LLM run every step)."""
     vlm_cfg = load(VLMStageConfig, "metaworld4", None, "vlm")
-    vla_cfg = load(VLAStageConfig, "metaworld4-vlm", None, "vla")
+    vla_cfg = load(VLAStageConfig, "metaworld4", None, "vla")
+    conv = load(VLAStageConfig, "metaworld4-conv", None, "vla").expert
     B = vla_cfg.train.micro_batch_size
     batch = {"images": torch.randint(0, 255, (B, 2, 3, 64, 64), dtype=torch.uint8),
              "proprio": torch.randn(B, 1, 4), "actions": torch.randn(B, 8, 4),
@@ -116,9 +117,8 @@ def metaworld4_heads(tok, steps: int) -> None:
     for name, expert, freeze in (
             ("transformer head, backbone trained", ActionExpertConfig(d_model=128, n_layers=3, n_heads=4,
                                                                       last_k_layers=2, image_tokens=True), False),
-            ("mlp head (own encoder), states cached", ActionExpertConfig(head="mlp", mlp_width=512, map_channels=32,
-                                                                         last_k_layers=2, prediction="actions"), True),
-            ("vlm_mlp head (metaworld4-vlm), ViT cached", vla_cfg.expert, vla_cfg.freeze_backbone)):
+            ("mlp head (own encoder), states cached", conv, True),
+            ("vlm_mlp head (metaworld4), ViT cached", vla_cfg.expert, vla_cfg.freeze_backbone)):
         llm = Transformer(LLMConfig(vocab_size=len(tok) + 1, d_model=64, n_layers=2, n_heads=4, max_seq_len=256))
         backbone = VLMBackbone(VLM(vlm_cfg.vit, llm, tok.convert_tokens_to_ids(IMAGE_TOKEN)), tok)
         vla = VLA(backbone, expert, 4, 4, 1, 8, freeze_backbone=freeze,

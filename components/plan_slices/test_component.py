@@ -31,8 +31,12 @@ def test_slices_cover_every_item_once_in_order():
 
 def test_slice_overrides_run_the_stage_on_its_share():
     assert [split_overrides(s)[2:] for s in run("sim_eval", "tiny", TWO_TASKS, 2)] == \
-           [['tasks=["reach-v3"]', 'episodes="0:4"', "videos_per_task=1"],
-            ['tasks=["push-v3"]', 'episodes="0:4"', "videos_per_task=1"]]
+           [['tasks=["reach-v3", "push-v3"]', 'episodes="0:2"', "videos_per_task=1"],
+            ['tasks=["reach-v3", "push-v3"]', 'episodes="2:4"', "videos_per_task=0"]]
+    assert [split_overrides(s)[2:4] for s in run("sim_eval", "tiny", TWO_TASKS, 5)] == \
+           [['tasks=["reach-v3"]', 'episodes="0:1"'], ['tasks=["reach-v3"]', 'episodes="1:2"'],
+            ['tasks=["reach-v3"]', 'episodes="2:4"'], ['tasks=["push-v3"]', 'episodes="0:2"'],
+            ['tasks=["push-v3"]', 'episodes="2:4"']]  # fewer episodes than slices: tasks split as plan_slices
     videos = run("sim_eval", "tiny", ["tasks=[reach-v3]", 'episodes="2:8"', "videos_per_task=3"], 3)  # of 2, 3, 4
     assert [split_overrides(s)[-2:] for s in videos] == [['episodes="2:4"', "videos_per_task=3"],
                                                         ['episodes="4:6"', "videos_per_task=1"],

@@ -3,7 +3,8 @@
 A stage's work is a set of per-task index ranges (sim_eval: episode indices, record_demos and
 caption_data: seed indices). :func:`plan_slices` cuts it into exactly ``width`` slices: whole tasks grouped together when
 there are at least as many tasks as slices, else each task's range split into contiguous pieces, the
-slices shared among tasks in proportion to their sizes. tokenize and preprocess_robotics work on inputs
+slices shared among tasks in proportion to their sizes. sim_eval's tasks share one episode range, which
+:func:`plan_blocks` cuts into blocks that every slice runs for all tasks (balanced load). tokenize and preprocess_robotics work on inputs
 counted only when they run (corpus files, recorded episodes): their slices are parts ``"k/n"``, which
 :func:`part_range` turns into the same contiguous cut once the count is known. The pipeline runs one pod
 per slice (``dsl.ParallelFor``) and a merge step (``dsl.Collected``) writes the layout a one-slice run
@@ -76,6 +77,17 @@ def plan_slices(ranges: dict[str, tuple[int, int]], width: int, param: str) -> l
         cuts = [start + (end - start) * i // share for i in range(share + 1)]
         slices += [[(task, lo, hi)] for lo, hi in zip(cuts, cuts[1:])]
     return slices
+
+
+def plan_blocks(tasks: list[str], start: int, end: int, width: int, param: str) -> list[list[Segment]]:
+    """Every task's range ``start:end`` cut into ``width`` contiguous blocks; slice k runs block k of every
+    task, so tasks whose items take unequal time (short reach episodes, long push ones) load every slice
+    alike (sim_eval). With fewer items per task than slices, as :func:`plan_slices` cuts them."""
+    check_width(width, param)
+    if width > end - start:
+        return plan_slices(dict.fromkeys(tasks, (start, end)), width, param)
+    cuts = [start + (end - start) * i // width for i in range(width + 1)]
+    return [[(task, lo, hi) for task in tasks] for lo, hi in zip(cuts, cuts[1:])]
 
 
 def part_names(width: int, param: str) -> list[str]:

@@ -105,7 +105,7 @@ TRAINING_SECTIONS = {"llm": LLMStageConfig, "vlm": VLMStageConfig, "vla": VLASta
 CLUSTER_PRESETS = ("100m", "410m", "1b")  # presets with no HF-backbone variants: the hf_vlm stage takes any model
 
 
-@pytest.mark.parametrize("preset", ["tiny", "metaworld4", "metaworld4-vlm", *CLUSTER_PRESETS])
+@pytest.mark.parametrize("preset", ["tiny", "metaworld4", "metaworld4-conv", *CLUSTER_PRESETS])
 def test_cluster_presets_run_fsdp_compile_bf16_while_cpu_presets_stay_quick(preset):
     for section, cls in TRAINING_SECTIONS.items():
         train = load(cls, preset, None, section).train

@@ -19,7 +19,7 @@ def register(sub) -> None:
                                         "evaluate them, swapped instructions and baselines; one STEP report")
     p.add_argument("--out", required=True, help="output folder (resumable): upstream/, policies/, rollouts/, "
                                                 "analysis/, ablation.json, report.html, tables.md")
-    p.add_argument("--preset", default="metaworld4-vlm", help="preset name or YAML file (default: metaworld4-vlm)")
+    p.add_argument("--preset", default="metaworld4", help="preset name or YAML file (default: metaworld4)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a preset entry, e.g. --set vla.train.max_minutes=5 (repeatable)")
     p.add_argument("--repeats", type=int, default=1, help="training seeds per variant; repeat r evaluates the "

@@ -8,7 +8,7 @@ from __future__ import annotations
 from vlaforge.config import load, split_overrides
 from vlaforge.data.corpus import corpus_files
 from vlaforge.data.tokenize import TokenizeConfig
-from vlaforge.fanout import Segment, SliceError, override_lines, part_names, plan_slices
+from vlaforge.fanout import Segment, SliceError, override_lines, part_names, plan_blocks, plan_slices
 from vlaforge.robotics.config import load_config as preprocess_config
 from vlaforge.sim.demos import DemoConfig
 from vlaforge.sim.rollouts import parse_range
@@ -34,8 +34,6 @@ def config(section: str, preset: str, overrides: str | list[str]):
 
 
 def _ranges(section: str, cfg) -> dict[str, tuple[int, int]]:
-    if section == "sim_eval":
-        return dict.fromkeys(cfg.tasks, parse_range(cfg.episodes))
     if section == "captions":
         return dict.fromkeys(cfg.tasks, (cfg.first_scene, cfg.first_scene + cfg.scenes_per_task))
     return {task: (cfg.indices(task).start, cfg.indices(task).stop) for task in cfg.tasks}
@@ -69,5 +67,8 @@ def run(section: str, preset: str, overrides: str | list[str], width: int, sourc
         if section == "tokenize":
             plan_slices({"corpus files": (0, len(corpus_files(cfg.corpus)))}, width, "tokenize_slices")
         return ["\n".join(base + override_lines({"part": part})) for part in part_names(width, f"{section}_slices")]
-    slices = plan_slices(_ranges(section, cfg), width, f"{section}_slices")
+    if section == "sim_eval":  # every slice evaluates a block of episodes of every task (balanced)
+        slices = plan_blocks(cfg.tasks, *parse_range(cfg.episodes), width, "sim_eval_slices")
+    else:
+        slices = plan_slices(_ranges(section, cfg), width, f"{section}_slices")
     return ["\n".join(base + override_lines(_slice_values(section, s, cfg))) for s in slices]
