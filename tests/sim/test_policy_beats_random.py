@@ -3,8 +3,8 @@
 Demos -> tokenizer -> LLM -> VLM -> VLA on reach, button-press-topdown, drawer-open and push at 64x64
 (a few minutes on 2 CPU cores, budgets in optimizer steps), with what the metaworld4 preset's runs
 taught (docs/experiments/metaworld4.md): clean labels, fingertip reach demos, full-resolution colour
-frames, no proprio history, task-balanced sampling, the ``mlp`` expert predicting actions over a
-frozen VLM whose states are cached. The policy and the random baseline then meet the same unseen
+frames, no proprio history, task-balanced sampling, and the ``mlp`` expert of run R (``metaworld4-conv``:
+its own conv encoder) predicting actions over a frozen VLM whose states are cached. The policy and the random baseline then meet the same unseen
 scenes, and the policy must clear a floor on every task where random scores nothing: this is the
 regression guard of the metaworld4 results, and a change that breaks learning on any one task
 (data, model, training or inference) fails it.
@@ -53,7 +53,7 @@ def build_upstream(root, first_demo: int = 0) -> None:
 
 
 def train_policy(root, steps: int, seed: int = 0, name: str = "policy") -> str:
-    """metaworld4's expert (mlp head, x-prediction) on the frozen, cached VLM of ``root``, ``steps`` steps."""
+    """metaworld4-conv's expert (mlp head, x-prediction) on the frozen, cached VLM of ``root``, ``steps`` steps."""
     expert = ActionExpertConfig(head="mlp", mlp_width=512, map_channels=32, last_k_layers=2, prediction="actions")
     vla_finetune(VLAStageConfig(expert=expert, freeze_backbone=True, data_in_memory=True, cache_backbone_states=True,
                                 balance_tasks=True, train=_train(steps, seed)),
