@@ -185,7 +185,25 @@ def results_markdown(record: dict) -> str:
                "pooled episodes. random-init: the same architecture with random LLM and VLM weights; "
                f"{SWAPPED}: the pretrained policies with every task's instruction replaced by the next task's. "
                "STEP comparisons (Bonferroni): the step_analysis tables (tables.md, and below on a results page).")
-    return "\n".join(["*" + caption + "*", "", *lines]) + "\n"
+    return "\n".join(["*" + caption + "*", "", *lines, "", *repeats_markdown(record)]) + "\n"
+
+
+def repeats_markdown(record: dict) -> list[str]:
+    """Every run counted: one row per (variant, repeat) with its seed, scenes, steps, minutes, final
+    validation loss, successes per task and mean rate (baselines: one row over all scenes)."""
+    tasks = record["tasks"]
+    lines = ["*Every run, per repeat: successes out of the episodes evaluated per task.*", "",
+             "| policy | repeat | training seed | scenes | optimizer steps | training minutes | final val loss | "
+             + " | ".join(tasks) + " | mean |", "|---" * (len(tasks) + 8) + "|"]
+    for name, variant in record["variants"].items():
+        for run in variant["runs"]:
+            cells = [name, str(run.get("repeat", "all")), str(run.get("seed", "-")), run["episodes"],
+                     str(run.get("steps") or "-"),
+                     f"{run['train_seconds'] / 60:.1f}" if run.get("train_seconds") else "-",
+                     f"{run['final_val_loss']:.4f}" if run.get("final_val_loss") is not None else "-"]
+            cells += [f"{run['tasks'][t]['successes']}/{run['tasks'][t]['episodes']}" for t in tasks]
+            lines.append("| " + " | ".join(cells + [f"{100 * run['success_rate']:.1f}%"]) + " |")
+    return lines
 
 
 def write_results_doc(out: str, doc_dir: str) -> None:

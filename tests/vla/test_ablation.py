@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from vlaforge.ablation import SWAPPED, pooled, write_results_doc
+from vlaforge.ablation import SWAPPED, pooled, results_markdown, write_results_doc
 from vlaforge.cli import main
 
 
@@ -19,6 +19,26 @@ def test_pooled_repeats_give_intervals_and_spread():
     low, high = out["tasks"]["all"]["ci95"]
     assert low < 0.6 < high and high - low > 0.4  # 6/10 is not precise
     assert out["repeat_mean"] == pytest.approx(0.6) and out["repeat_sd"] == pytest.approx(0.2828, abs=1e-3)
+
+
+def test_results_table_counts_every_run():
+    def run(repeat, k, steps=None):
+        return {"repeat": repeat, "seed": repeat, "episodes": f"{2 * repeat}:{2 * repeat + 2}", "steps": steps,
+                "train_seconds": 60.0 if steps else None, "final_val_loss": 0.05 if steps else None,
+                "tasks": {"a": {"successes": k, "episodes": 2}}, "success_rate": k / 2}
+    variants = {"pretrained": {"runs": [run(0, 2, 100), run(1, 1, 110)]},
+                "random-init": {"runs": [run(0, 0, 90), run(1, 1, 95)]}, SWAPPED: {"runs": [run(0, 1), run(1, 0)]},
+                "expert": {"runs": [{"episodes": "0:4", "tasks": {"a": {"successes": 4, "episodes": 4}},
+                                     "success_rate": 1.0}]}}
+    for variant in variants.values():
+        variant["pooled"] = pooled(variant["runs"], ["a"])
+    table = results_markdown({"tasks": ["a"], "budget": {"max_steps": 200, "max_minutes": 1, "global_batch_size": 8},
+                              "variants": variants, "scenes": "0:4", "split": "test", "episodes_per_repeat": 2,
+                              "repeats": 2, "preset": "p", "overrides": []})
+    assert "| pretrained | 100, 110 | 1.0, 1.0 | 75 [19, 99] |" in table  # pooled 3/4
+    assert "| pretrained | 1 | 1 | 2:4 | 110 | 1.0 | 0.0500 | 1/2 | 50.0% |" in table
+    assert f"| {SWAPPED} | 0 | 0 | 0:2 | - | - | - | 1/2 | 50.0% |" in table
+    assert "| expert | all | - | 0:4 | - | - | - | 4/4 | 100.0% |" in table
 
 
 @pytest.mark.slow
