@@ -25,7 +25,7 @@ run: setup
 
 # The pretraining ablation (docs/experiments/metaworld4.md): preset vs random-init VLM vs swapped instructions.
 ABLATION_PRESET ?= metaworld4
-REPEATS ?= 3
+REPEATS ?= 2
 ablation: setup
 	$(VENV)/bin/vlaforge ablation --preset $(ABLATION_PRESET) --repeats $(REPEATS) --out runs/ablation-$(ABLATION_PRESET) \
 	  --results-doc docs/results/$(ABLATION_PRESET)-ablation $(if $(SET),$(foreach s,$(SET),--set $(s)))
