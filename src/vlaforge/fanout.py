@@ -4,8 +4,8 @@ A stage's work is a set of per-task index ranges (sim_eval: episode indices, rec
 caption_data: seed indices). :func:`plan_slices` cuts it into exactly ``width`` slices: whole tasks grouped together when
 there are at least as many tasks as slices, else each task's range split into contiguous pieces, the
 slices shared among tasks in proportion to their sizes. sim_eval's tasks share one episode range, which
-:func:`plan_blocks` cuts into blocks that every slice runs for all tasks (balanced load). tokenize and preprocess_robotics work on inputs
-counted only when they run (corpus files, recorded episodes): their slices are parts ``"k/n"``, which
+:func:`plan_blocks` cuts into blocks that every slice runs for all tasks (balanced load). tokenize and
+preprocess_robotics work on inputs counted only when they run (corpus files, recorded episodes): their slices are parts ``"k/n"``, which
 :func:`part_range` turns into the same contiguous cut once the count is known. The pipeline runs one pod
 per slice (``dsl.ParallelFor``) and a merge step (``dsl.Collected``) writes the layout a one-slice run
 writes: one ``results.json`` per (model, task) for sim_eval; one ``episodes.jsonl`` and one

@@ -42,7 +42,7 @@ def _ranges(section: str, cfg) -> dict[str, tuple[int, int]]:
 def _slice_values(section: str, segments: list[Segment], cfg) -> dict:
     tasks = [task for task, _, _ in segments]
     _, start, end = segments[0]
-    # sim_eval and captions: a slice of several tasks holds them whole, so one range serves all
+    # sim_eval and captions: a slice's tasks share one range (sim_eval: a block of every task; captions: whole tasks)
     if section == "sim_eval":  # videos of the same episodes as one run: the first videos_per_task of the range
         first = parse_range(cfg.episodes)[0]
         return {"tasks": tasks, "episodes": f"{start}:{end}",
