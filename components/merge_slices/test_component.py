@@ -65,14 +65,16 @@ def _evaluations(merged: Path) -> dict[str, list[dict]]:
     return out
 
 
-def test_sim_eval_in_three_slices_equals_one(upstream, tmp_path, capfd):
+def test_sim_eval_in_two_and_three_slices_equals_one(upstream, tmp_path, capfd):
     runs = {}
-    for slices in (1, 3):  # 3: reach 0:1 and 1:2, button-press 0:2 (a split task and a whole one)
+    # 2: episode 0 then episode 1 of both tasks (balanced blocks); 3, more slices than episodes: reach 0:1
+    # and 1:2, button-press 0:2 (a split task and a whole one)
+    for slices in (1, 2, 3):
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / str(slices)))
         evaluate(policy_uri=upstream.policy, slices=slices)
         runs[slices] = _merged(tmp_path / str(slices))
-    (one, one_metrics), (three, three_metrics) = runs[1], runs[3]
-    assert _evaluations(three) == _evaluations(one)
+    (one, one_metrics), (two, _), (three, three_metrics) = runs[1], runs[2], runs[3]
+    assert _evaluations(two) == _evaluations(three) == _evaluations(one)
     assert set(_evaluations(one)) == {"ReachV3", "ButtonPressTopdownV3"}
     assert all(len(e) == 2 and not any(r["is_pending"] for r in e) for e in _evaluations(one).values())
     assert {k: v for k, v in three_metrics.items() if "slice" not in k} == \
@@ -80,8 +82,8 @@ def test_sim_eval_in_three_slices_equals_one(upstream, tmp_path, capfd):
     assert three_metrics["slices"] == 3 and one_metrics["slices"] == 1
     assert "sim_eval slice 3/3:" in "".join(capfd.readouterr())
     videos = {n: sorted(f"{p.parents[3].name}/{p.name}" for p in merged.glob("tiny_policy/*/rollouts/*/videos/*"))
-              for n, merged in ((1, one), (3, three))}
-    assert videos[3] == videos[1] == ["ButtonPressTopdownV3/episode_000000.gif", "ReachV3/episode_000000.gif"]
+              for n, merged in ((1, one), (2, two), (3, three))}
+    assert videos[3] == videos[2] == videos[1] == ["ButtonPressTopdownV3/episode_000000.gif", "ReachV3/episode_000000.gif"]
 
 
 def test_record_demos_in_two_slices_equals_one(tmp_path):
