@@ -55,6 +55,11 @@ def test_captions_state_relative_positions_from_the_true_state():
     assert relation(np.array([0.1, 0.6, 0.2]), np.array([0.0, 0.6, 0.2])) == "10 cm right of"
     assert relation(np.array([0.0, 0.8, 0.1]), np.array([0.05, 0.6, 0.2])) == "20 cm beyond and 10 cm below"
     assert relation(np.zeros(3), np.full(3, 0.005)) == "right at"
+    # all three axes down to 1 cm (metaworld4: reach's goal has three coordinates)
+    assert (relation(np.array([0.0, 0.8, 0.1]), np.array([0.012, 0.6, 0.2]), offsets=3, min_offset_cm=1)
+            == "20 cm beyond and 10 cm below and 1 cm left of")
+    assert relation(np.array([0.0, 0.8, 0.1]), np.array([0.009, 0.6, 0.2]), offsets=3, min_offset_cm=1) == \
+        "20 cm beyond and 10 cm below"
     state = np.zeros(39)
     state[0:3], state[3], state[4:7], state[36:39] = [0, 0.6, 0.2], 1.0, [-0.1, 0.6, 0.02], [-0.1, 0.8, 0.02]
     caption = describe_scene("push-v3", "corner", state, success=False)
@@ -62,6 +67,13 @@ def test_captions_state_relative_positions_from_the_true_state():
                        "The red puck is 18 cm below and 10 cm left of the gripper. "
                        "The green goal dot is 20 cm beyond the red puck. "
                        "Task: push the puck to the green goal; not done yet.")
+
+
+@pytest.mark.parametrize("setting, message", [({"offsets": 4}, "captions.offsets must be 1, 2 or 3"),
+                                              ({"min_offset_cm": -1}, "captions.min_offset_cm must be >= 0")])
+def test_bad_relation_settings_are_named(tmp_path, setting, message):
+    with pytest.raises(ValueError, match=message):
+        make_caption_data(CaptionConfig(**setting), str(tmp_path))
 
 
 def test_existing_shards_are_validated_and_imported(rendered, tmp_path):

@@ -79,3 +79,21 @@ def test_image_token_count_mismatch(llm_dir):
     tokens = torch.full((1, 6), model.image_token_id)  # 6 placeholders, but one image gives 4 tokens
     with pytest.raises(ValueError, match="image token count mismatch"):
         model.embed(tokens, torch.zeros(1, 1, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_captions_cut_at_max_caption_tokens_are_counted_and_warned(llm_dir, caption_shards, tmp_path, caplog):
+    from vlaforge.data.caption_pairs import CaptionBatcher
+    from vlaforge.stages.vlm_pretrain import build_vlm_from_llm
+
+    model, tokenizer, _ = build_vlm_from_llm(llm_dir, VIT)
+    batcher = CaptionBatcher(tokenizer, model.image_token_id, VIT.tokens_per_image, max_caption_tokens=4)
+    short, long = "a red square", "a red square on the left. a blue square on the right."
+    cut, longest = batcher.overlong([short, long, long])
+    assert cut == 2 and longest == len(tokenizer(long, add_special_tokens=False)["input_ids"]) > 4
+    assert batcher([(torch.zeros(3, 32, 32, dtype=torch.uint8).numpy(), long)])["tokens"].shape[1] == \
+        VIT.tokens_per_image + 4 + 1  # cut to 4 tokens + eos
+    cfg = VLMStageConfig(vit=VIT, max_caption_tokens=2, train=TrainConfig(
+        global_batch_size=8, micro_batch_size=8, warmup_steps=1, max_steps=1, val_every=1, ckpt_every=10, log_every=1))
+    with caplog.at_level("WARNING", logger="vlaforge.stages.vlm_pretrain"):
+        vlm_pretrain(cfg, llm_dir, caption_shards, str(tmp_path / "vlm"))
+    assert "are longer than vlm.max_caption_tokens=2" in caplog.text

@@ -71,6 +71,11 @@ class CaptionBatcher:
         self.tokens_per_image = tokens_per_image
         self.max_caption_tokens = max_caption_tokens
 
+    def overlong(self, captions: list[str]) -> tuple[int, int]:
+        """(how many of ``captions`` are cut at ``max_caption_tokens``, the longest one's tokens)."""
+        lengths = [len(ids) for ids in self.tok(captions, add_special_tokens=False)["input_ids"]] or [0]
+        return sum(n > self.max_caption_tokens for n in lengths), max(lengths)
+
     def __call__(self, pairs: list[tuple[np.ndarray, str]]) -> dict[str, torch.Tensor]:
         captions = [self.tok(c, add_special_tokens=False)["input_ids"][: self.max_caption_tokens] + [self.tok.eos_token_id]
                     for _, c in pairs]

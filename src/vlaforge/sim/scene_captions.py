@@ -35,7 +35,6 @@ IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 VIEWS = {"corner": "corner view", "corner2": "second corner view", "corner3": "third corner view",
          "topview": "top view", "behindGripper": "view from behind the gripper",
          "gripperPOV": "view from the gripper"}
-_NEAR = 0.02  # metres: offsets below this on an axis are not mentioned
 
 
 @dataclass
@@ -49,31 +48,36 @@ class CaptionConfig:
     samples_per_shard: int = 256
     max_expert_steps: int = 100  # a scene shows the arm after 0..max_expert_steps expert steps
     action_noise: float = 0.1
+    offsets: int = 2  # a relation names at most this many of the largest per-axis offsets (1-3)
+    min_offset_cm: float = 2.0  # offsets below this on an axis are not named
 
 
-def relation(a: np.ndarray, b: np.ndarray) -> str:
+def relation(a: np.ndarray, b: np.ndarray, offsets: int = 2, min_offset_cm: float = 2.0) -> str:
     """Where point ``a`` lies relative to ``b`` as seen from the robot, e.g. ``12 cm beyond and 4 cm
-    left of`` (beyond: farther from the robot): the (at most two) largest offsets of 2 cm or more."""
-    d = np.asarray(a, float) - np.asarray(b, float)
+    left of`` (beyond: farther from the robot): the (at most ``offsets``) largest per-axis offsets of
+    ``min_offset_cm`` or more, rounded to the centimetre."""
+    d = (np.asarray(a, float) - np.asarray(b, float)) * 100
     words = (("right of", "left of"), ("beyond", "in front of"), ("above", "below"))
-    parts = [(abs(d[i]), f"{round(abs(d[i]) * 100)} cm {words[i][0] if d[i] > 0 else words[i][1]}")
-             for i in range(3) if abs(d[i]) >= _NEAR]
-    parts = [p for _, p in sorted(parts, reverse=True)[:2]]
+    parts = [(abs(d[i]), f"{round(abs(d[i]))} cm {words[i][0] if d[i] > 0 else words[i][1]}")
+             for i in range(3) if abs(d[i]) >= min_offset_cm]
+    parts = [p for _, p in sorted(parts, reverse=True)[:offsets]]
     return " and ".join(parts) if parts else "right at"
 
 
-def describe_scene(task: str, camera: str, state: np.ndarray, success: bool) -> str:
+def describe_scene(task: str, camera: str, state: np.ndarray, success: bool, offsets: int = 2,
+                   min_offset_cm: float = 2.0) -> str:
     """A caption from the true state: Meta-World's flat observation (hand xyz, gripper opening,
-    object position at [4:7], goal position at [36:39]) and whether the task is achieved."""
+    object position at [4:7], goal position at [36:39]) and whether the task is achieved; the
+    relations as :func:`relation` words them."""
     spec = task_spec(task)
     hand, grip, obj, goal = state[0:3], float(state[3]), state[4:7], state[36:39]
     gripper = "open" if grip > 0.6 else "closed" if grip < 0.4 else "half open"
     text = [f"{VIEWS[camera].capitalize()} of a red robot arm over a wooden table, its gripper {gripper}."]
     if spec.object:
-        text.append(f"The {spec.object} is {relation(obj, hand)} the gripper.")
+        text.append(f"The {spec.object} is {relation(obj, hand, offsets, min_offset_cm)} the gripper.")
     if spec.goal:
         anchor = f"the {spec.object}" if spec.object else "the gripper"
-        text.append(f"The {spec.goal} is {relation(goal, obj if spec.object else hand)} {anchor}.")
+        text.append(f"The {spec.goal} is {relation(goal, obj if spec.object else hand, offsets, min_offset_cm)} {anchor}.")
     text.append(f"Task: {spec.instruction}; {'done' if success else 'not done yet'}.")
     return " ".join(text)
 
@@ -99,6 +103,10 @@ def _check(cfg: CaptionConfig) -> None:
         raise ValueError(f"captions.scenes_per_task must be >= 1, got {cfg.scenes_per_task}")
     if cfg.first_scene < 0:
         raise ValueError(f"captions.first_scene must be >= 0, got {cfg.first_scene}")
+    if cfg.offsets not in (1, 2, 3):
+        raise ValueError(f"captions.offsets must be 1, 2 or 3 (axes named per relation), got {cfg.offsets}")
+    if cfg.min_offset_cm < 0:
+        raise ValueError(f"captions.min_offset_cm must be >= 0, got {cfg.min_offset_cm}")
 
 
 def make_caption_data(cfg: CaptionConfig, out_uri: str) -> dict:
@@ -120,7 +128,7 @@ def make_caption_data(cfg: CaptionConfig, out_uri: str) -> dict:
                     obs, success, done = env.step(action)
                 for cam in cfg.cameras:
                     key = f"{task}-{index:06d}-{cam}"
-                    caption = describe_scene(task, cam, obs.state, success)
+                    caption = describe_scene(task, cam, obs.state, success, cfg.offsets, cfg.min_offset_cm)
                     meta = {"uid": key, "caption": caption, "width": cfg.image_size,
                             "height": cfg.image_size, "task": task, "camera": cam, "seed": seed}
                     writer.write({"__key__": key, cfg.image_format: encode_image(env.render(cam), cfg.image_format),

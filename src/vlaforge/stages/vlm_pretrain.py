@@ -93,6 +93,11 @@ def vlm_pretrain(cfg: VLMStageConfig, llm_uri: str, captions_uri: str, out_uri: 
     log.info("VLM: %d train / %d val captions, %d image tokens per image, %.2fM parameters", len(train_pairs),
              len(val_pairs), cfg.vit.tokens_per_image, sum(p.numel() for p in model.parameters()) / 1e6)
     batcher = CaptionBatcher(tokenizer, model.image_token_id, cfg.vit.tokens_per_image, cfg.max_caption_tokens)
+    cut, longest = batcher.overlong([c for _, c in train_pairs + val_pairs])
+    if cut:
+        log.warning("%d of %d captions are longer than vlm.max_caption_tokens=%d (the longest has %d tokens): "
+                    "their ends are cut off; raise vlm.max_caption_tokens to keep them", cut,
+                    len(train_pairs) + len(val_pairs), cfg.max_caption_tokens, longest)
     task = CaptionTask(train_pairs, val_pairs, batcher, cfg.train.seed)
     config = vlm_config(model)
     summary = train(model, task, cfg.train, out_uri, config)
