@@ -275,3 +275,34 @@ def test_vlm_head_sees_only_through_the_vlm_and_trains_the_action_token(trained,
     with pytest.raises(ValueError, match="vision_features='pixels'"):
         build_vla(backbone, ActionExpertConfig(head="vlm_mlp", vision_features="pixels", last_k_layers=1),
                   read_preprocessing_config(str(root / "robo")))
+
+
+def test_train_vision_fine_tunes_the_vit_alone_at_its_own_learning_rate(trained, tmp_path):
+    """vla.train_vision over a frozen backbone: the ViT's weights train, in optimizer groups at
+    train.lr * vision_lr_scale, while the LLM and projector stay as they were; its states cannot be cached."""
+    from vlaforge.train.optim import build_optimizer
+
+    root, _ = trained
+    expert = ActionExpertConfig(head="vlm_mlp", mlp_width=64, map_channels=8, last_k_layers=1, prediction="actions")
+    pre = read_preprocessing_config(str(root / "robo"))
+    backbone, _ = load_backbone(str(root / "vlm"), freeze=True)
+    model = build_vla(backbone, expert, pre, freeze_backbone=True, train_vision=True, vision_lr_scale=0.25)
+    assert model.lr_scales() == {"backbone.vlm.vit.": 0.25}
+    train = _train_cfg(20)
+    vit_params = {id(p) for p in backbone.vlm.vit.parameters()}
+    for group in build_optimizer(model, train).param_groups:
+        assert group["lr_scale"] == (0.25 if id(group["params"][0]) in vit_params else 1.0)
+        assert all((id(p) in vit_params) == (group["lr_scale"] == 0.25) for p in group["params"])
+    with pytest.raises(ValueError, match="train_vision: false"):
+        model.cacheable_states(next(iter(make_loader(str(root / "robo"), 4, 0))))
+    with pytest.raises(ValueError, match="vla.train_vision: false"):
+        VLAStageConfig(train_vision=True, freeze_backbone=True, data_in_memory=True, cache_backbone_states=True).validate()
+
+    before = {n: p.detach().clone() for n, p in load_backbone(str(root / "vlm"))[0].named_parameters()}
+    cfg = VLAStageConfig(expert=expert, freeze_backbone=True, train_vision=True, vision_lr_scale=0.25,
+                         data_in_memory=True, train=train)
+    vla_finetune(cfg, str(root / "vlm"), str(root / "robo"), str(tmp_path / "ft"))
+    tuned, config = load_vla(str(tmp_path / "ft"))
+    assert config["train_vision"] and config["vision_lr_scale"] == 0.25
+    changed = {n for n, p in tuned.backbone.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert changed and all(n.startswith("vlm.vit.") for n in changed), sorted(changed)

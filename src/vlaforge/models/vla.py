@@ -27,9 +27,10 @@ class VLA(nn.Module):
 
     def __init__(self, backbone: nn.Module, cfg: ActionExpertConfig, proprio_dim: int, action_dim: int,
                  n_proprio: int, chunk: int, freeze_backbone: bool = False, n_image_tokens: int = 0,
-                 views: tuple[int, int] = (0, 0)):
+                 views: tuple[int, int] = (0, 0), train_vision: bool = False, vision_lr_scale: float = 1.0):
         """``n_image_tokens``: image tokens of a sample's prompt; ``views``: (number of views, image size)
-        of a sample, for a head with its own image encoder."""
+        of a sample, for a head with its own image encoder; ``train_vision``: the backbone's vision tower
+        trains (also over an otherwise frozen backbone), at ``vision_lr_scale`` times the learning rate."""
         super().__init__()
         if cfg.prediction not in ("velocity", "actions"):
             raise ValueError(f"expert.prediction={cfg.prediction!r}: use 'velocity' or 'actions'")
@@ -38,10 +39,11 @@ class VLA(nn.Module):
             raise ValueError(f"expert.last_k_layers={cfg.last_k_layers} exceeds the backbone's "
                              f"{backbone.num_layers} layers")
         self.reads_vision = getattr(head, "reads_vision", False)
-        for needed, method in ((self.reads_vision, "vision_states"), (cfg.train_action_token, "train_action_token")):
+        for needed, method in ((self.reads_vision, "vision_states"), (cfg.train_action_token, "train_action_token"),
+                               (train_vision, "vision_tower")):
             if needed and not hasattr(backbone, method):
-                raise ValueError(f"expert.head={cfg.head} / expert.train_action_token need a backbone with "
-                                 f"{method}(); the '{backbone.kind}' backbone has none")
+                raise ValueError(f"expert.head={cfg.head} / expert.train_action_token / vla.train_vision need a "
+                                 f"backbone with {method}(); the '{backbone.kind}' backbone has none")
         self.backbone = backbone
         self.cfg = cfg
         self.image_states = cfg.image_tokens or self.reads_vision  # the backbone returns image-token states too
@@ -54,18 +56,29 @@ class VLA(nn.Module):
                 p.requires_grad_(False)
         if cfg.train_action_token:
             backbone.train_action_token()
+        self.train_vision, self.vision_lr_scale = train_vision, vision_lr_scale
+        if train_vision:
+            for p in backbone.vision_tower().parameters():
+                p.requires_grad_(True)
+
+    def lr_scales(self) -> dict[str, float]:
+        """Parameter-name prefix -> learning-rate multiplier (:func:`vlaforge.train.optim.param_groups`)."""
+        if not self.train_vision:
+            return {}
+        tower = self.backbone.vision_tower()
+        return {next(name for name, m in self.named_modules() if m is tower) + ".": self.vision_lr_scale}
 
     def backbone_states(self, batch: dict) -> torch.Tensor:
         """The backbone's token states the expert reads (B, tokens, d); a frozen backbone's states may
         come precomputed in ``batch["backbone_states"]`` (the same values: its weights do not change),
         its ViT's patch states in ``batch["vision_states"]``."""
         if "backbone_states" in batch:
-            if not self.freeze_backbone or self.cfg.train_action_token:
-                raise ValueError("precomputed backbone_states need a frozen backbone (freeze_backbone: true) "
-                                 "and an action token that does not train")
+            if not self.freeze_backbone or self.cfg.train_action_token or self.train_vision:
+                raise ValueError("precomputed backbone_states need a frozen backbone (freeze_backbone: true), "
+                                 "a vision tower and an action token that do not train")
             return batch["backbone_states"]
         vision = {"vision": batch["vision_states"].float()} if "vision_states" in batch else {}
-        train = not self.freeze_backbone or self.cfg.train_action_token
+        train = not self.freeze_backbone or self.cfg.train_action_token or self.train_vision
         with torch.set_grad_enabled(torch.is_grad_enabled() and train):
             return self.backbone.action_features(batch["images"], batch["instruction"], self.cfg.last_k_layers,
                                                  image_states=self.image_states, **vision).float()
@@ -74,7 +87,7 @@ class VLA(nn.Module):
         """``batch`` with the ViT's patch states (a head that reads them; computed unless precomputed)."""
         if not self.reads_vision or "vision_states" in batch:
             return batch
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and (self.train_vision or not self.freeze_backbone)):
             return {**batch, "vision_states": self.backbone.vision_states(batch["images"])}
 
     @torch.no_grad()
@@ -82,8 +95,9 @@ class VLA(nn.Module):
         """What the frozen part of the backbone computes for ``batch``, to precompute once per sample: the
         ViT's patch states (float16) where the head reads them or the LLM must run every step (a trained
         action token), and the backbone's states where the whole backbone is frozen."""
-        if not self.freeze_backbone:
-            raise ValueError("only a frozen backbone's states can be precomputed (freeze_backbone: true)")
+        if not self.freeze_backbone or self.train_vision:
+            raise ValueError("only a frozen backbone's states can be precomputed (freeze_backbone: true, "
+                             "train_vision: false)")
         out = {}
         if self.reads_vision or self.cfg.train_action_token:
             out["vision_states"] = self.backbone.vision_states(batch["images"]).half()
@@ -140,10 +154,12 @@ def backbone_from_bundle(uri: str, config: dict) -> nn.Module:
     return BACKBONES.get(config["backbone"]["kind"]).from_bundle(uri, config["backbone"])
 
 
-def build_vla(backbone: nn.Module, expert: ActionExpertConfig, pre, freeze_backbone: bool = False) -> VLA:
+def build_vla(backbone: nn.Module, expert: ActionExpertConfig, pre, freeze_backbone: bool = False,
+              train_vision: bool = False, vision_lr_scale: float = 1.0) -> VLA:
     """The VLA for data of preprocessing config ``pre`` (also how a bundle is rebuilt before loading weights)."""
     n_views = len(pre.cameras) * len(pre.image_indices)
     image_states = expert.image_tokens or getattr(HEADS.get(expert.head), "reads_vision", False)
     n_image_tokens = backbone.image_token_count(n_views, pre.image_size) if image_states else 0
     return VLA(backbone, expert, pre.proprio_dim, pre.action_dim, pre.past_steps + 1, pre.future_steps,
-               freeze_backbone=freeze_backbone, n_image_tokens=n_image_tokens, views=(n_views, pre.image_size))
+               freeze_backbone=freeze_backbone, n_image_tokens=n_image_tokens, views=(n_views, pre.image_size),
+               train_vision=train_vision, vision_lr_scale=vision_lr_scale)

@@ -92,6 +92,10 @@ class VLMBackbone(nn.Module):
         """The ViT's patch states of uint8 images (B, V, 3, H, W): (B, V * grid * grid, d_vit)."""
         return self.vlm.vision_states(images)
 
+    def vision_tower(self) -> nn.Module:
+        """The ViT (what ``vla.train_vision`` trains)."""
+        return self.vlm.vit
+
     def train_action_token(self) -> None:
         """Let the ``<|action|>`` token's input embedding train (only that row) while the rest stays as it is."""
         weight = self.vlm.llm.embed.weight

@@ -214,7 +214,7 @@ def train(model: torch.nn.Module, task: TrainTask, cfg: TrainConfig, out_uri: st
         while step < steps:
             lr = lr_at(schedule_step(step, steps, elapsed_before + time.perf_counter() - t_start, cfg), steps, cfg)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             loss_sum = 0.0
             for micro in range(accum):
                 t_wait = time.perf_counter()

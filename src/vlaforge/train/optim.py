@@ -10,14 +10,20 @@ from vlaforge.train.config import TrainConfig
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+    """Trainable parameters by (weight decay, ``lr_scale``): a model's ``lr_scales()`` maps parameter-name
+    prefixes to learning-rate multipliers (the training loop sets each group's rate to ``lr * lr_scale``)."""
+    scales = model.lr_scales() if hasattr(model, "lr_scales") else {}
+    groups: dict[tuple[bool, float], list] = {(True, 1.0): [], (False, 1.0): []}
     seen: set[int] = set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        (no_decay if p.ndim < 2 or "embed" in name or "norm" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        scale = next((s for prefix, s in scales.items() if name.startswith(prefix)), 1.0)
+        decays = not (p.ndim < 2 or "embed" in name or "norm" in name)
+        groups.setdefault((decays, scale), []).append(p)
+    return [{"params": params, "weight_decay": weight_decay if decays else 0.0, "lr_scale": scale}
+            for (decays, scale), params in groups.items() if params]
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
