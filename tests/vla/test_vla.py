@@ -297,6 +297,8 @@ def test_train_vision_fine_tunes_the_vit_alone_at_its_own_learning_rate(trained,
         model.cacheable_states(next(iter(make_loader(str(root / "robo"), 4, 0))))
     with pytest.raises(ValueError, match="vla.train_vision: false"):
         VLAStageConfig(train_vision=True, freeze_backbone=True, data_in_memory=True, cache_backbone_states=True).validate()
+    with pytest.raises(ValueError, match="vla.vision_lr_scale must be > 0, got 0"):
+        VLAStageConfig(train_vision=True, vision_lr_scale=0).validate()
 
     before = {n: p.detach().clone() for n, p in load_backbone(str(root / "vlm"))[0].named_parameters()}
     cfg = VLAStageConfig(expert=expert, freeze_backbone=True, train_vision=True, vision_lr_scale=0.25,

@@ -52,7 +52,8 @@ class CaptionConfig:
     min_offset_cm: float = 2.0  # offsets below this on an axis are not named
 
 
-def relation(a: np.ndarray, b: np.ndarray, offsets: int = 2, min_offset_cm: float = 2.0) -> str:
+def relation(a: np.ndarray, b: np.ndarray, offsets: int = CaptionConfig.offsets,
+             min_offset_cm: float = CaptionConfig.min_offset_cm) -> str:
     """Where point ``a`` lies relative to ``b`` as seen from the robot, e.g. ``12 cm beyond and 4 cm
     left of`` (beyond: farther from the robot): the (at most ``offsets``) largest per-axis offsets of
     ``min_offset_cm`` or more, rounded to the centimetre."""
@@ -64,8 +65,8 @@ def relation(a: np.ndarray, b: np.ndarray, offsets: int = 2, min_offset_cm: floa
     return " and ".join(parts) if parts else "right at"
 
 
-def describe_scene(task: str, camera: str, state: np.ndarray, success: bool, offsets: int = 2,
-                   min_offset_cm: float = 2.0) -> str:
+def describe_scene(task: str, camera: str, state: np.ndarray, success: bool, offsets: int = CaptionConfig.offsets,
+                   min_offset_cm: float = CaptionConfig.min_offset_cm) -> str:
     """A caption from the true state: Meta-World's flat observation (hand xyz, gripper opening,
     object position at [4:7], goal position at [36:39]) and whether the task is achieved; the
     relations as :func:`relation` words them."""
