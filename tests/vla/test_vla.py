@@ -300,14 +300,52 @@ def test_train_vision_fine_tunes_the_vit_alone_at_its_own_learning_rate(trained,
     with pytest.raises(ValueError, match="vla.vision_lr_scale must be > 0, got 0"):
         VLAStageConfig(train_vision=True, vision_lr_scale=0).validate()
 
-    before = {n: p.detach().clone() for n, p in load_backbone(str(root / "vlm"))[0].named_parameters()}
     cfg = VLAStageConfig(expert=expert, freeze_backbone=True, train_vision=True, vision_lr_scale=0.25,
                          data_in_memory=True, train=train)
     vla_finetune(cfg, str(root / "vlm"), str(root / "robo"), str(tmp_path / "ft"))
     tuned, config = load_vla(str(tmp_path / "ft"))
     assert config["train_vision"] and config["vision_lr_scale"] == 0.25
+    changed = _changed_backbone_weights(root, tuned)
+    assert changed and all(n.startswith("vlm.vit.") for n in changed), sorted(changed)
+    assert any(n.startswith("vlm.vit.patchify.") for n in changed)
+
+
+def _changed_backbone_weights(root, tuned) -> set[str]:
+    """The names of ``tuned``'s backbone weights that differ from the pretrained VLM's."""
+    before = dict(load_backbone(str(root / "vlm"))[0].named_parameters())
     token = tuned.backbone.action_token_id  # its embedding row is drawn afresh whenever a backbone loads
     keep = {n: torch.arange(len(p)) != token if n == "vlm.llm.embed.weight" else slice(None)
             for n, p in before.items()}
-    changed = {n for n, p in tuned.backbone.named_parameters() if not torch.equal(p.detach()[keep[n]], before[n][keep[n]])}
-    assert changed and all(n.startswith("vlm.vit.") for n in changed), sorted(changed)
+    return {n for n, p in tuned.backbone.named_parameters()
+            if not torch.equal(p.detach()[keep[n]], before[n].detach()[keep[n]])}
+
+
+def test_vision_train_blocks_trains_the_vits_top_over_cached_states(trained, tmp_path):
+    """vla.vision_train_blocks: only the ViT's last blocks and final norm train; the states entering them
+    are cached (float16) and finish into the conditioning the ViT computes itself."""
+    root, _ = trained
+    expert = ActionExpertConfig(head="vlm_mlp", mlp_width=64, map_channels=8, last_k_layers=1, prediction="actions")
+    pre = read_preprocessing_config(str(root / "robo"))
+    backbone, _ = load_backbone(str(root / "vlm"), freeze=True)
+    model = build_vla(backbone, expert, pre, freeze_backbone=True, train_vision=True, vision_train_blocks=1)
+    vit = backbone.vlm.vit
+    assert {n for n, p in vit.named_parameters() if p.requires_grad} == \
+        {n for n, _ in vit.named_parameters() if n.startswith(("blocks.0.", "norm."))}
+    batch = next(iter(make_loader(str(root / "robo"), 8, 0)))
+    cached = model.cacheable_states(batch)
+    assert set(cached) == {"vision_trunk"} and cached["vision_trunk"].dtype == torch.float16
+    torch.testing.assert_close(model.condition({**batch, **cached}), model.condition(batch), rtol=1e-2, atol=1e-2)
+    model.loss({**batch, **cached}).backward()
+    assert vit.blocks[0].qkv.weight.grad.abs().sum() > 0 and vit.patchify.weight.grad is None
+    with pytest.raises(ValueError, match="has 1 blocks, cannot take the last 2"):
+        build_vla(backbone, expert, pre, freeze_backbone=True, train_vision=True, vision_train_blocks=2)
+    with pytest.raises(ValueError, match=r"vla.vision_train_blocks=1: .* with vla.train_vision: true"):
+        VLAStageConfig(vision_train_blocks=1).validate()
+
+    cfg = VLAStageConfig(expert=expert, freeze_backbone=True, train_vision=True, vision_train_blocks=1,
+                         data_in_memory=True, cache_backbone_states=True, train=_train_cfg(20))
+    vla_finetune(cfg, str(root / "vlm"), str(root / "robo"), str(tmp_path / "top"))
+    tuned, config = load_vla(str(tmp_path / "top"))
+    assert config["vision_train_blocks"] == 1
+    changed = _changed_backbone_weights(root, tuned)
+    assert changed and all(n.startswith(("vlm.vit.blocks.0.", "vlm.vit.norm.")) for n in changed), sorted(changed)

@@ -78,14 +78,30 @@ class ViT(nn.Module):
         self.blocks = nn.ModuleList(ViTBlock(d, cfg.n_heads, cfg.mlp_ratio) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(d)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, stop: int | None = None) -> torch.Tensor:
+        """The final patch states; ``stop``: the states entering block ``stop`` instead (:meth:`resume` goes on)."""
         if images.shape[-2:] != (self.cfg.image_size, self.cfg.image_size):
             raise ValueError(f"images are {tuple(images.shape[-2:])}, the ViT expects "
                              f"{self.cfg.image_size}x{self.cfg.image_size}")
         x = self.patchify(images).flatten(2).transpose(1, 2) + self.pos_embed
-        for block in self.blocks:
+        if stop is None:
+            return self.resume(x, 0)
+        for block in self.blocks[:stop]:
+            x = block(x)
+        return x
+
+    def resume(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """The final patch states from the states entering block ``start``."""
+        for block in self.blocks[start:]:
             x = block(x)
         return self.norm(x)
+
+    def top(self, n_blocks: int) -> tuple[int, list[nn.Module]]:
+        """Where the last ``n_blocks`` blocks start, and those blocks with the final norm."""
+        if not 0 < n_blocks <= len(self.blocks):
+            raise ValueError(f"the ViT has {len(self.blocks)} blocks, cannot take the last {n_blocks}")
+        start = len(self.blocks) - n_blocks
+        return start, [*self.blocks[start:], self.norm]
 
 
 class PixelShuffleProjector(nn.Module):

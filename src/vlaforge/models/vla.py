@@ -27,10 +27,12 @@ class VLA(nn.Module):
 
     def __init__(self, backbone: nn.Module, cfg: ActionExpertConfig, proprio_dim: int, action_dim: int,
                  n_proprio: int, chunk: int, freeze_backbone: bool = False, n_image_tokens: int = 0,
-                 views: tuple[int, int] = (0, 0), train_vision: bool = False, vision_lr_scale: float = 1.0):
+                 views: tuple[int, int] = (0, 0), train_vision: bool = False, vision_lr_scale: float = 1.0,
+                 vision_train_blocks: int = 0):
         """``n_image_tokens``: image tokens of a sample's prompt; ``views``: (number of views, image size)
         of a sample, for a head with its own image encoder; ``train_vision``: the backbone's vision tower
-        trains (also over an otherwise frozen backbone), at ``vision_lr_scale`` times the learning rate."""
+        trains (also over an otherwise frozen backbone), at ``vision_lr_scale`` times the learning rate;
+        ``vision_train_blocks`` > 0: only its last blocks and final norm (what enters them can be cached)."""
         super().__init__()
         if cfg.prediction not in ("velocity", "actions"):
             raise ValueError(f"expert.prediction={cfg.prediction!r}: use 'velocity' or 'actions'")
@@ -57,8 +59,14 @@ class VLA(nn.Module):
         if cfg.train_action_token:
             backbone.train_action_token()
         self.train_vision, self.vision_lr_scale = train_vision, vision_lr_scale
+        self.vision_top_only = train_vision and vision_train_blocks > 0  # the stem and lower blocks stay frozen
+        self.vision_start = 0  # the first ViT block that trains
+        if vision_train_blocks and not train_vision:
+            raise ValueError("vision_train_blocks needs train_vision")
         if train_vision:
-            for p in backbone.vision_tower().parameters():
+            tower = backbone.vision_tower()
+            self.vision_start, trained = tower.top(vision_train_blocks) if vision_train_blocks else (0, [tower])
+            for p in nn.ModuleList(trained).parameters():
                 p.requires_grad_(True)
 
     def lr_scales(self) -> dict[str, float]:
@@ -84,20 +92,27 @@ class VLA(nn.Module):
                                                  image_states=self.image_states, **vision).float()
 
     def with_vision_states(self, batch: dict) -> dict:
-        """``batch`` with the ViT's patch states (a head that reads them; computed unless precomputed)."""
-        if not self.reads_vision or "vision_states" in batch:
+        """``batch`` with the ViT's patch states: finished from the precomputed ``vision_trunk`` (the states
+        entering the first ViT block that trains), else computed for a head that reads them."""
+        if "vision_states" in batch or not (self.reads_vision or "vision_trunk" in batch):
             return batch
         with torch.set_grad_enabled(torch.is_grad_enabled() and (self.train_vision or not self.freeze_backbone)):
+            if "vision_trunk" in batch:
+                return {**batch, "vision_states": self.backbone.resume_vision(batch["vision_trunk"].float(),
+                                                                             self.vision_start)}
             return {**batch, "vision_states": self.backbone.vision_states(batch["images"])}
 
     @torch.no_grad()
     def cacheable_states(self, batch: dict) -> dict[str, torch.Tensor]:
-        """What the frozen part of the backbone computes for ``batch``, to precompute once per sample: the
-        ViT's patch states (float16) where the head reads them or the LLM must run every step (a trained
-        action token), and the backbone's states where the whole backbone is frozen."""
-        if not self.freeze_backbone or self.train_vision:
+        """What the frozen part of the backbone computes for ``batch``, to precompute once per sample (float16):
+        where the ViT's top trains, the states entering it; else the ViT's patch states where the head reads
+        them or the LLM must run every step (a trained action token), and the backbone's states where the
+        whole backbone is frozen."""
+        if not self.freeze_backbone or (self.train_vision and not self.vision_top_only):
             raise ValueError("only a frozen backbone's states can be precomputed (freeze_backbone: true, "
-                             "train_vision: false)")
+                             "train_vision: false or vision_train_blocks > 0)")
+        if self.train_vision:
+            return {"vision_trunk": self.backbone.vision_states(batch["images"], stop=self.vision_start).half()}
         out = {}
         if self.reads_vision or self.cfg.train_action_token:
             out["vision_states"] = self.backbone.vision_states(batch["images"]).half()
@@ -155,11 +170,11 @@ def backbone_from_bundle(uri: str, config: dict) -> nn.Module:
 
 
 def build_vla(backbone: nn.Module, expert: ActionExpertConfig, pre, freeze_backbone: bool = False,
-              train_vision: bool = False, vision_lr_scale: float = 1.0) -> VLA:
+              train_vision: bool = False, vision_lr_scale: float = 1.0, vision_train_blocks: int = 0) -> VLA:
     """The VLA for data of preprocessing config ``pre`` (also how a bundle is rebuilt before loading weights)."""
     n_views = len(pre.cameras) * len(pre.image_indices)
     image_states = expert.image_tokens or getattr(HEADS.get(expert.head), "reads_vision", False)
     n_image_tokens = backbone.image_token_count(n_views, pre.image_size) if image_states else 0
     return VLA(backbone, expert, pre.proprio_dim, pre.action_dim, pre.past_steps + 1, pre.future_steps,
                freeze_backbone=freeze_backbone, n_image_tokens=n_image_tokens, views=(n_views, pre.image_size),
-               train_vision=train_vision, vision_lr_scale=vision_lr_scale)
+               train_vision=train_vision, vision_lr_scale=vision_lr_scale, vision_train_blocks=vision_train_blocks)

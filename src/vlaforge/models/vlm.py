@@ -35,11 +35,17 @@ class VLM(nn.Module):
     def num_layers(self) -> int:
         return self.llm.cfg.n_layers
 
-    def vision_states(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images (B, V, 3, H, W) -> the ViT's patch states (B, V * grid * grid, d_vit)."""
+    def vision_states(self, images: torch.Tensor, stop: int | None = None) -> torch.Tensor:
+        """uint8 images (B, V, 3, H, W) -> the ViT's patch states (B, V * grid * grid, d_vit); ``stop``:
+        the states entering ViT block ``stop`` instead (:meth:`resume_vision` goes on from there)."""
         B, V = images.shape[:2]
-        feats = self.vit(to_model_images(images.flatten(0, 1)))
-        return feats.view(B, V * feats.shape[1], feats.shape[2])
+        feats = self.vit(to_model_images(images.flatten(0, 1)), stop)
+        return feats.reshape(B, V * feats.shape[1], feats.shape[2])
+
+    def resume_vision(self, states: torch.Tensor, start: int) -> torch.Tensor:
+        """:meth:`vision_states` from ``vision_states(images, stop=start)``."""
+        B, N, D = states.shape
+        return self.vit.resume(states.reshape(-1, self.vit.cfg.grid ** 2, D), start).view(B, N, D)
 
     def image_tokens(self, images: torch.Tensor, vision: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 images (B, V, 3, H, W) -> projected tokens (B, V * tokens_per_image, d_lm); ``vision``:
@@ -47,7 +53,7 @@ class VLM(nn.Module):
         B, V = images.shape[:2]
         vision = self.vision_states(images) if vision is None else vision
         feats = self.projector(vision.reshape(B * V, -1, vision.shape[-1]))
-        return feats.view(B, V * feats.shape[1], feats.shape[2])
+        return feats.reshape(B, V * feats.shape[1], feats.shape[2])
 
     def embed(self, tokens: torch.Tensor, images: torch.Tensor, vision: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings with image placeholders replaced by image tokens (of ``vision`` when given)."""

@@ -88,9 +88,14 @@ class VLMBackbone(nn.Module):
         """(tokens, width) of :meth:`vision_states` for ``n_views`` images."""
         return n_views * self.vlm.vit.cfg.grid ** 2, self.vlm.vit.cfg.d_model
 
-    def vision_states(self, images: torch.Tensor) -> torch.Tensor:
-        """The ViT's patch states of uint8 images (B, V, 3, H, W): (B, V * grid * grid, d_vit)."""
-        return self.vlm.vision_states(images)
+    def vision_states(self, images: torch.Tensor, stop: int | None = None) -> torch.Tensor:
+        """The ViT's patch states of uint8 images (B, V, 3, H, W): (B, V * grid * grid, d_vit); ``stop``:
+        the states entering ViT block ``stop`` instead."""
+        return self.vlm.vision_states(images, stop)
+
+    def resume_vision(self, states: torch.Tensor, start: int) -> torch.Tensor:
+        """:meth:`vision_states` from ``vision_states(images, stop=start)``."""
+        return self.vlm.resume_vision(states, start)
 
     def vision_tower(self) -> nn.Module:
         """The ViT (what ``vla.train_vision`` trains)."""

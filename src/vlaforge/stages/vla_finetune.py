@@ -39,6 +39,7 @@ class VLAStageConfig:
     freeze_backbone: bool = False
     train_vision: bool = False  # the backbone's vision tower trains, also when the rest is frozen
     vision_lr_scale: float = 1.0  # the vision tower's learning rate: train.lr times this
+    vision_train_blocks: int = 0  # > 0: only the ViT's last N blocks (+ final norm) train; what enters them is cacheable
     execute_steps: int = 4  # actions executed from each predicted chunk before re-planning
     num_workers: int = 0  # DataLoader worker processes (streaming, or decoding into memory)
     shuffle_buffer: int = 512
@@ -51,9 +52,14 @@ class VLAStageConfig:
     mixture: list[MixtureSource] = field(default_factory=list)  # more robotics datasets (same shapes), weighted
 
     def validate(self) -> None:
-        if self.cache_backbone_states and not (self.data_in_memory and self.freeze_backbone and not self.train_vision):
+        if self.vision_train_blocks < 0 or (self.vision_train_blocks and not self.train_vision):
+            raise ValueError(f"vla.vision_train_blocks={self.vision_train_blocks}: a number of ViT blocks (>= 0) that "
+                             "train, with vla.train_vision: true")
+        whole_vit = self.train_vision and not self.vision_train_blocks
+        if self.cache_backbone_states and not (self.data_in_memory and self.freeze_backbone and not whole_vit):
             raise ValueError("vla.cache_backbone_states needs vla.data_in_memory: true, vla.freeze_backbone: true and "
-                             "vla.train_vision: false (the states of a backbone that trains change every step)")
+                             "vla.train_vision: false or vla.vision_train_blocks > 0 (the states of a backbone that "
+                             "trains change every step)")
         if self.vision_lr_scale <= 0:
             raise ValueError(f"vla.vision_lr_scale must be > 0, got {self.vision_lr_scale}")
         if self.balance_tasks and not self.data_in_memory:
@@ -126,14 +132,16 @@ def vla_finetune(cfg: VLAStageConfig, backbone_uri: str, robotics_uri: str, out_
     pre = read_preprocessing_config(robotics_uri)
     backbone, backbone_config = load_backbone(cfg.backbone or backbone_uri, cfg.freeze_backbone,
                                               pretrained=not cfg.random_backbone)
-    model = build_vla(backbone, cfg.expert, pre, cfg.freeze_backbone, cfg.train_vision, cfg.vision_lr_scale)
+    model = build_vla(backbone, cfg.expert, pre, cfg.freeze_backbone, cfg.train_vision, cfg.vision_lr_scale,
+                      cfg.vision_train_blocks)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("VLA: %.2fM parameters (%.2fM trainable), cameras %s, image indices %s, chunk %d, execute %d",
              sum(p.numel() for p in model.parameters()) / 1e6, n_train / 1e6, pre.cameras, pre.image_indices,
              pre.future_steps, cfg.execute_steps)
     config = {"kind": "vla", "backbone": backbone_config, "expert": dataclasses.asdict(cfg.expert),
               "freeze_backbone": cfg.freeze_backbone, "train_vision": cfg.train_vision,
-              "vision_lr_scale": cfg.vision_lr_scale, "random_backbone": cfg.random_backbone,
+              "vision_lr_scale": cfg.vision_lr_scale, "vision_train_blocks": cfg.vision_train_blocks,
+              "random_backbone": cfg.random_backbone,
               "execute_steps": cfg.execute_steps,
               "train": dataclasses.asdict(cfg.train), "data": robotics_uri, "data_weight": cfg.data_weight,
               "mixture": [dataclasses.asdict(m) for m in cfg.mixture]}
