@@ -4,9 +4,11 @@ data loader's samples/s against the VLA's consumption, and on the metaworld4 sha
 precomputed backbone states (metaworld4-conv), the vlm_mlp expert over precomputed ViT states
 (``vla.cache_backbone_states``), the vlm_mlp expert with the whole ViT training (``vla.train_vision``)
 and metaworld4's, with the ViT's last block training over cached states of the blocks before it
-(``vla.vision_train_blocks: 1``), measured in the same run.
+(``vla.vision_train_blocks: 1``), measured in the same run; then where the whole-ViT step's time goes
+(the ViT's conv stem and its blocks, forward + backward, against the step over cached ViT states) and,
+with ``--compile``, that step with the blocks ``train.compile`` compiles (the LLM's) under ``torch.compile``.
 
-    .venv/bin/python bench/vlm_vla_throughput.py [--steps 20] [--threads 2]
+    .venv/bin/python bench/vlm_vla_throughput.py [--steps 20] [--threads 2] [--compile]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from synthetic_data import write_episodes  # noqa: E402
 
 from vlaforge.config import load  # noqa: E402
 from vlaforge.models.llm import LLMConfig, Transformer  # noqa: E402
+from vlaforge.models.vit import to_model_images  # noqa: E402
 from vlaforge.models.vla import VLA, ActionExpertConfig  # noqa: E402
 from vlaforge.models.vlm_backbone import VLMBackbone  # noqa: E402
 from vlaforge.models.vlm import IMAGE_TOKEN, VLM  # noqa: E402
@@ -34,6 +37,7 @@ from vlaforge.robotics.preprocess import preprocess  # noqa: E402
 from vlaforge.stages.vla_finetune import VLAStageConfig  # noqa: E402
 from vlaforge.stages.vlm_pretrain import VLMStageConfig  # noqa: E402
 from vlaforge.train.optim import build_optimizer  # noqa: E402
+from vlaforge.train.strategy import block_modules  # noqa: E402
 
 
 def _tokenizer(tmp: str):
@@ -56,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also time the whole-ViT step compiled")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     vlm_cfg = load(VLMStageConfig, "tiny", None, "vlm")
@@ -100,10 +105,10 @@ def main() -> None:
         load_rate = _rate(lambda: next(loader), B, args.steps)
         print(f"VLA  tiny preset: {vla_rate:8.1f} samples/s (batch {B}, {batch['images'].shape[1]} views)")
         print(f"robotics loader : {load_rate:8.1f} samples/s (0 workers) = {load_rate / vla_rate:.1f}x the VLA's consumption")
-        metaworld4_heads(tok, args.steps)
+        metaworld4_heads(tok, args.steps, args.compile)
 
 
-def metaworld4_heads(tok, steps: int) -> None:
+def metaworld4_heads(tok, steps: int, compile_blocks: bool = False) -> None:
     """The metaworld4 VLA shapes (its ViT and LLM, 2 views of 64x64): the transformer expert fine-tuning
     the backbone, the mlp expert with its own conv encoder over cached backbone states (metaworld4-conv,
     run R's recipe), the vlm_mlp expert (sees only through the VLM, its action token trains, the LLM
@@ -116,7 +121,7 @@ def metaworld4_heads(tok, steps: int) -> None:
     batch = {"images": torch.randint(0, 255, (B, 2, 3, 64, 64), dtype=torch.uint8),
              "proprio": torch.randn(B, 1, 4), "actions": torch.randn(B, 8, 4),
              "action_mask": torch.ones(B, 8, dtype=torch.bool), "instruction": ["open the drawer"] * B}
-    rates = {}
+    rates, steps_of = {}, {}
     for name, expert, freeze, train_vision, vit_blocks in (
             ("transformer head, backbone trained", ActionExpertConfig(d_model=128, n_layers=3, n_heads=4,
                                                                       last_k_layers=2, image_tokens=True), False, False, 0),
@@ -139,12 +144,38 @@ def metaworld4_heads(tok, steps: int) -> None:
             opt.zero_grad()
 
         rates[name] = _rate(step, B, steps)
+        steps_of[name] = (vla, step)
         print(f"VLA  metaworld4 {name:38s}: {rates[name]:8.1f} samples/s (batch {B})")
     first, second, third, fourth, fifth = rates.values()
     print(f"metaworld4 samples/s against the transformer head: mlp (own encoder, cached) {second / first:.2f}x, "
           f"vlm_mlp {third / first:.2f}x, vlm_mlp with the ViT training {fourth / first:.2f}x; "
           f"vlm_mlp / mlp {third / second:.2f}x; ViT trained / cached {fourth / third:.2f}x; "
           f"metaworld4 (ViT top trained) / whole ViT trained {fifth / fourth:.2f}x")
+    vla, step = steps_of["vlm_mlp head, whole ViT trained"]
+    vit_time_split(vla.backbone.vlm.vit, batch["images"], steps, B / fourth, B / third)
+    if compile_blocks:
+        for block in block_modules(vla):
+            block.compile()
+        compiled = _rate(step, B, steps)
+        print(f"VLA  metaworld4 whole ViT trained, blocks compiled: {compiled:8.1f} samples/s = {compiled / fourth:.2f}x eager")
+
+
+def vit_time_split(vit, images: torch.Tensor, steps: int, step_s: float, cached_step_s: float) -> None:
+    """Milliseconds per batch of the ViT's conv stem and of its blocks (forward + backward), beside the
+    whole step with the ViT training (``step_s``) and over cached ViT states (``cached_step_s``)."""
+    x = to_model_images(images.flatten(0, 1))
+
+    def stem():
+        vit.patchify(x).sum().backward()
+
+    def blocks():
+        states = vit.patchify(x).flatten(2).transpose(1, 2).detach().requires_grad_()
+        vit.resume(states, 0).sum().backward()
+
+    ms = {name: 1000 / _rate(fn, 1, steps) for name, fn in (("stem", stem), ("blocks", blocks))}
+    print(f"metaworld4 step with the whole ViT training: {1000 * step_s:.0f} ms, of which the ViT's stem "
+          f"{ms['stem']:.0f} ms and its {len(vit.blocks)} blocks {ms['blocks']:.0f} ms (forward + backward); "
+          f"the step over cached ViT states: {1000 * cached_step_s:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -59,10 +59,10 @@ class VLA(nn.Module):
         if cfg.train_action_token:
             backbone.train_action_token()
         self.train_vision, self.vision_lr_scale = train_vision, vision_lr_scale
-        self.vision_top_only = train_vision and vision_train_blocks > 0  # the stem and lower blocks stay frozen
-        self.vision_start = 0  # the first ViT block that trains
         if vision_train_blocks and not train_vision:
             raise ValueError("vision_train_blocks needs train_vision")
+        self.vision_train_blocks = vision_train_blocks  # > 0: the stem and lower blocks stay frozen
+        self.vision_start = 0  # the first ViT block that trains
         if train_vision:
             tower = backbone.vision_tower()
             self.vision_start, trained = tower.top(vision_train_blocks) if vision_train_blocks else (0, [tower])
@@ -108,7 +108,7 @@ class VLA(nn.Module):
         where the ViT's top trains, the states entering it; else the ViT's patch states where the head reads
         them or the LLM must run every step (a trained action token), and the backbone's states where the
         whole backbone is frozen."""
-        if not self.freeze_backbone or (self.train_vision and not self.vision_top_only):
+        if not self.freeze_backbone or (self.train_vision and not self.vision_train_blocks):
             raise ValueError("only a frozen backbone's states can be precomputed (freeze_backbone: true, "
                              "train_vision: false or vision_train_blocks > 0)")
         if self.train_vision:

@@ -53,7 +53,7 @@ class VLM(nn.Module):
         B, V = images.shape[:2]
         vision = self.vision_states(images) if vision is None else vision
         feats = self.projector(vision.reshape(B * V, -1, vision.shape[-1]))
-        return feats.reshape(B, V * feats.shape[1], feats.shape[2])
+        return feats.view(B, V * feats.shape[1], feats.shape[2])
 
     def embed(self, tokens: torch.Tensor, images: torch.Tensor, vision: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings with image placeholders replaced by image tokens (of ``vision`` when given)."""
